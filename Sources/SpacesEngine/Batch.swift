@@ -1,0 +1,302 @@
+import Logging
+import SpacesPolicy
+import SpacesProtocol
+import Synchronization
+
+/// A submitted batch as the engine tracks it for `operations/cancel`.
+///
+/// Lifecycle: `queued` → `running` → `finished`; `cancel()` from any state but `finished` sets `cancelled`,
+/// and, while an operation is in flight, asks the worker to kill that operation's processes.
+final class BatchControl: Sendable {
+    enum Phase {
+        case queued
+        case running
+        case finished
+    }
+
+    private struct State {
+        var phase = Phase.queued
+        var cancelled = false
+        /// The worker request in flight, to address a `cancel` at.
+        var inFlight: (worker: WorkerConnection, requestID: Int)?
+    }
+
+    let batchId: String
+    let spaceId: String
+    private let state = Mutex(State())
+
+    init(batchId: String, spaceId: String) {
+        self.batchId = batchId
+        self.spaceId = spaceId
+    }
+
+    var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    /// Returns false when the batch had already finished.
+    func cancel() -> Bool {
+        let (accepted, inFlight) = state.withLock { state -> (Bool, (WorkerConnection, Int)?) in
+            guard state.phase != .finished else { return (false, nil) }
+            state.cancelled = true
+            return (true, state.inFlight)
+        }
+        if let (worker, requestID) = inFlight { worker.post("cancel", ["target": JSONValue(requestID)]) }
+        return accepted
+    }
+
+    func begin() { state.withLock { $0.phase = .running } }
+    func finish() { state.withLock { $0.phase = .finished; $0.inFlight = nil } }
+
+    /// Records the request now in flight; if a cancel already came, forwards it at once.
+    func setInFlight(_ worker: WorkerConnection?, requestID: Int) {
+        let cancelNow = state.withLock { state -> Bool in
+            state.inFlight = worker.map { ($0, requestID) }
+            return state.cancelled && worker != nil
+        }
+        if cancelNow, let worker { worker.post("cancel", ["target": JSONValue(requestID)]) }
+    }
+}
+
+/// What a client asked of one batch.
+struct BatchRequest: Sendable {
+    var spaceId: String
+    var runId: String?
+    var operations: [Operation]
+    var stopOnError: Bool
+    var stream: Bool
+    var dryRun: Bool
+    var idempotencyKey: String?
+}
+
+/// Collects a batch's events in order and streams each as it is made.
+///
+/// Shared between the batch's task and the worker's reader thread (which delivers streamed output), hence the
+/// `Mutex`: the sequence number is taken and the event appended under one lock, so events are in `seq` order.
+final class EventRecorder: Sendable {
+    private let events = Mutex<[JSONValue]>([])
+    let space: Space
+    let batchId: String
+    let notify: (@Sendable (JSONValue) -> Void)?
+
+    init(space: Space, batchId: String, notify: (@Sendable (JSONValue) -> Void)?) {
+        self.space = space
+        self.batchId = batchId
+        self.notify = notify
+    }
+
+    func emit(_ type: String, opId: String, _ fields: [String: JSONValue] = [:]) {
+        var event = fields
+        event["batchId"] = .string(batchId)
+        event["opId"] = .string(opId)
+        event["type"] = .string(type)
+        let value: JSONValue = events.withLock { events in
+            event["seq"] = JSONValue(space.nextSeq())
+            event["at"] = .string(Clock.timestamp())
+            let value = JSONValue.object(event)
+            events.append(value)
+            return value
+        }
+        notify?(value)
+    }
+
+    var all: [JSONValue] { events.withLock { $0 } }
+}
+
+extension Space {
+    /// Runs a batch: each operation in order, each decided, performed by the worker and reported as events.
+    func run(_ request: BatchRequest, control: BatchControl, notify: (@Sendable (JSONValue) -> Void)?) async -> JSONValue {
+        if let key = request.idempotencyKey, let earlier = idempotentResult(key) { return earlier }
+        control.begin()
+        defer { control.finish() }
+        let recorder = EventRecorder(space: self, batchId: control.batchId, notify: notify)
+        countBatch(operations: request.operations.count)
+
+        if request.dryRun {
+            let decisions = request.operations.map { operation -> JSONValue in
+                let decision = decide(operation)
+                return [
+                    "opId": .string(operation.opId), "decision": .string(decision.verdict.rawValue),
+                    "rule": .string(decision.rule), "reason": .string(decision.reason),
+                    "suggestion": .string(decision.suggestion),
+                ]
+            }
+            return [
+                "batchId": .string(control.batchId), "status": "completed", "events": [],
+                "decisions": .array(decisions),
+            ]
+        }
+
+        var status = "completed"
+        for operation in request.operations {
+            if control.isCancelled || isDestroyed {
+                status = "cancelled"
+                break
+            }
+            let outcome = await perform(operation, request: request, control: control, recorder: recorder)
+            updateRun(request.runId) { run in
+                run.total += 1
+                switch outcome {
+                case .succeeded(let artifact):
+                    run.succeeded += 1
+                    if let artifact { run.recordArtifact(artifact) }
+                case .failed, .cancelled: run.failed += 1
+                case .denied: run.denied += 1
+                }
+            }
+            if case .cancelled = outcome {
+                status = "cancelled"
+                break
+            }
+            if request.stopOnError, outcome.isFailure {
+                status = "stopped"
+                break
+            }
+        }
+        let result: JSONValue = [
+            "batchId": .string(control.batchId), "status": .string(status), "events": .array(recorder.all),
+        ]
+        if let key = request.idempotencyKey { rememberIdempotent(key, result) }
+        return result
+    }
+
+    enum Outcome {
+        case succeeded(artifact: String?)
+        case failed
+        case denied
+        case cancelled
+
+        var isFailure: Bool {
+            if case .succeeded = self { return false }
+            return true
+        }
+    }
+
+    /// The policy's decision for one operation. Only the workspace boundary is enforced in this version; the
+    /// rule-based evaluator comes with approvals.
+    func decide(_ operation: Operation) -> Decision {
+        for (field, path) in operation.paths where WorkspaceBoundary.relativePath(path) == nil {
+            return WorkspaceBoundary.denial(field: field, path: path)
+        }
+        return Decision(
+            verdict: .allow, rule: "preset.\(policy.preset)",
+            reason: "the \(policy.preset) policy allows \(operation.kind.rawValue) inside the workspace",
+            suggestion: "")
+    }
+
+    private func perform(
+        _ operation: Operation, request: BatchRequest, control: BatchControl, recorder: EventRecorder
+    ) async -> Outcome {
+        let opId = operation.opId
+        let decision = decide(operation)
+        if decision.verdict != .allow {
+            recorder.emit(
+                "policy.denied", opId: opId,
+                ["rule": .string(decision.rule), "reason": .string(decision.reason), "suggestion": .string(decision.suggestion)])
+            recorder.emit("operation.failed", opId: opId, ["error": errorJSON("DENIED", decision.reason, decision.suggestion)])
+            return .denied
+        }
+        let started = Clock.monotonicNanoseconds()
+        recorder.emit("operation.started", opId: opId, ["kind": .string(operation.kind.rawValue)])
+
+        let worker: WorkerConnection
+        do {
+            worker = try await ensureWorker()
+        } catch {
+            recorder.emit("operation.failed", opId: opId, ["error": errorJSON("WORKER_UNAVAILABLE", error.description, error.hint)])
+            return .failed
+        }
+
+        var fields = operation.fields
+        let limits = policy.limits
+        switch operation.kind {
+        case .fileRead:
+            fields["maxBytes"] = JSONValue(limits.outputBytes)
+        case .fileList:
+            if fields["maxEntries"] == nil { fields["maxEntries"] = 10_000 }
+        case .commandRun, .codeRun:
+            if fields["timeoutMs"] == nil { fields["timeoutMs"] = JSONValue(limits.timeoutMs) }
+            fields["outputBytes"] = JSONValue(limits.outputBytes)
+            fields["secrets"] = nil
+        default:
+            break
+        }
+        let onChunk: WorkerConnection.ChunkHandler? =
+            operation.kind.runsProcess && request.stream
+            ? { @Sendable stream, data in recorder.emit("command.output", opId: opId, ["stream": .string(stream), "data": .string(data)]) }
+            : nil
+
+        let answer = await worker.request(operation.kind.rawValue, fields, onChunk: onChunk) { requestID in
+            control.setInFlight(worker, requestID: requestID)
+        }
+        control.setInFlight(nil, requestID: 0)
+
+        switch answer {
+        case .ok(let result):
+            return report(operation, result: result, started: started, control: control, recorder: recorder)
+        case .failed(let code, let message, let hint):
+            recorder.emit("operation.failed", opId: opId, ["error": errorJSON(code, message, hint)])
+            return .failed
+        case .crashed(let reason):
+            if control.isCancelled || isDestroyed {
+                recorder.emit(
+                    "operation.failed", opId: opId,
+                    ["error": errorJSON("CANCELLED", "the operation was cancelled (\(reason))", "")])
+                return .cancelled
+            }
+            recorder.emit(
+                "operation.failed", opId: opId,
+                [
+                    "error": errorJSON(
+                        "WORKER_CRASHED", "the space's worker exited while running this operation (\(reason))",
+                        "the next operation starts a fresh worker; the workspace is unchanged by the crash itself"),
+                ])
+            return .failed
+        }
+    }
+
+    private func report(
+        _ operation: Operation, result: JSONValue, started: UInt64, control: BatchControl, recorder: EventRecorder
+    ) -> Outcome {
+        let opId = operation.opId
+        let fields = result.objectValue ?? [:]
+        var artifact: String?
+        switch operation.kind {
+        case .fileWrite:
+            recorder.emit("file.written", opId: opId, fields)
+            artifact = fields["path"]?.stringValue
+        case .fileRead: recorder.emit("file.content", opId: opId, fields)
+        case .fileEdit:
+            recorder.emit("file.edited", opId: opId, fields)
+            artifact = fields["path"]?.stringValue
+        case .fileDelete: recorder.emit("file.deleted", opId: opId, fields)
+        case .fileList: recorder.emit("file.listing", opId: opId, fields)
+        case .fileMove:
+            recorder.emit("file.moved", opId: opId, fields)
+            artifact = fields["to"]?.stringValue
+        case .commandRun, .codeRun:
+            recorder.emit("command.exited", opId: opId, fields)
+            if fields["cancelled"]?.boolValue == true || control.isCancelled {
+                recorder.emit(
+                    "operation.failed", opId: opId,
+                    ["error": errorJSON("CANCELLED", "the operation was cancelled; its processes were killed", "")])
+                return .cancelled
+            }
+            if fields["timedOut"]?.boolValue == true {
+                let limit = operation.fields["timeoutMs"]?.intValue ?? policy.limits.timeoutMs
+                recorder.emit(
+                    "operation.failed", opId: opId,
+                    [
+                        "error": errorJSON(
+                            "TIMEOUT", "the process ran longer than \(limit) ms and was killed",
+                            "pass a larger timeoutMs (up to 3600000), or make the work smaller"),
+                    ])
+                return .failed
+            }
+        }
+        recorder.emit("operation.completed", opId: opId, ["durationMs": JSONValue(Clock.millisecondsSince(started))])
+        return .succeeded(artifact: artifact)
+    }
+
+    private func errorJSON(_ code: String, _ message: String, _ hint: String) -> JSONValue {
+        ["code": .string(code), "message": .string(message), "hint": .string(hint)]
+    }
+}

@@ -1,0 +1,399 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Logging
+import SpacesPolicy
+public import SpacesProtocol
+import SpacesSandbox
+import Synchronization
+
+/// How an engine is set up.
+public struct EngineConfiguration: Sendable {
+    public var stateDirectory: String
+    public var bunPath: String?
+    public var launcherPath: String?
+    public var maxLineBytes: Int
+    public var engineVersion: String
+
+    public init(
+        stateDirectory: String? = nil, bunPath: String? = nil, launcherPath: String? = nil,
+        maxLineBytes: Int = 16 << 20, engineVersion: String = "0.1.0"
+    ) {
+        self.stateDirectory = stateDirectory ?? StateStore.defaultRoot()
+        self.bunPath = bunPath
+        self.launcherPath = launcherPath
+        self.maxLineBytes = maxLineBytes
+        self.engineVersion = engineVersion
+    }
+}
+
+/// The operation interpreter: spaces, runs and batches, behind the protocol's methods.
+///
+/// Methods are called by a transport. Those that must keep submission order (`operations/submit`) are split
+/// into a synchronous part (validation, ordering) and the work itself, run on the space's executor.
+public final class Engine: Sendable {
+    public let configuration: EngineConfiguration
+    let store: StateStore
+    let logger: Logger
+    /// Sends a notification to the client (`events/emitted`).
+    let notify: @Sendable (String, JSONValue) -> Void
+
+    private struct State {
+        var spaces: [String: Space] = [:]
+        var batches: [String: BatchControl] = [:]
+        /// `notifications/cancelled` names the request that started a batch.
+        var batchByRequest: [JSONValue: String] = [:]
+        var environment: Result<SpaceEnvironment, SpaceEnvironment.LocateError>?
+        var shuttingDown = false
+    }
+
+    private let state = Mutex(State())
+
+    public init(configuration: EngineConfiguration, logger: Logger, notify: @escaping @Sendable (String, JSONValue) -> Void)
+        throws(RPCError)
+    {
+        self.configuration = configuration
+        self.store = StateStore(root: configuration.stateDirectory)
+        self.logger = logger
+        self.notify = notify
+        do {
+            try store.prepare()
+        } catch {
+            throw RPCError(
+                .internalError, "the state directory cannot be used: \(error)",
+                hint: "pass a writable directory with --state-dir")
+        }
+    }
+
+    /// Loads the spaces kept in the state directory. Their workers start on their first operation.
+    public func loadSpaces() {
+        let (records, problems) = store.loadAll()
+        for problem in problems { logger.warning("skipped a space: \(problem)") }
+        guard !records.isEmpty else { return }
+        guard case .success(let environment) = environment() else {
+            logger.error("spaces in the state directory cannot run: \(String(describing: self.environment()))")
+            return
+        }
+        state.withLock { state in
+            for record in records {
+                let policy = (try? Policy.resolve(record.policyJSON)) ?? .default
+                state.spaces[record.spaceId] = Space(
+                    record: record, policy: policy, store: store, environment: environment, logger: logger)
+            }
+        }
+        logger.info("loaded \(records.count) space(s) from \(configuration.stateDirectory)")
+    }
+
+    func environment() -> Result<SpaceEnvironment, SpaceEnvironment.LocateError> {
+        if let cached = state.withLock({ $0.environment }) { return cached }
+        let located = SpaceEnvironment.locate(bun: configuration.bunPath, launcher: configuration.launcherPath)
+        state.withLock { $0.environment = located }
+        return located
+    }
+
+    func space(_ spaceId: String) throws(RPCError) -> Space {
+        guard let space = state.withLock({ $0.spaces[spaceId] }) else { throw RPCError.spaceNotFound(spaceId) }
+        return space
+    }
+
+    // MARK: initialize
+
+    public func initialize(_ params: Params) throws(RPCError) -> JSONValue {
+        guard try params.optionalString("protocolVersion") != nil else {
+            throw RPCError.invalidParams(
+                params.fieldPath("protocolVersion"), "missing required field",
+                hint: "send protocolVersion: \"0.1\" (the version this engine speaks)")
+        }
+        _ = try params.optionalObject("client")
+        _ = try params.optionalObject("capabilities")
+        let report = Sandbox.probe()
+        let bunVersion: String =
+            switch environment() {
+            case .success(let environment): environment.bunVersion
+            case .failure: "unavailable"
+            }
+        return [
+            "protocolVersion": "0.1",
+            "engine": ["name": "agent-spaces", "version": .string(configuration.engineVersion)],
+            "runtimes": [["language": "typescript", "runtime": "bun", "version": .string(bunVersion)]],
+            "isolation": [
+                "user": .bool(report.user), "mount": .bool(report.mount), "pid": .bool(report.pid),
+                "net": .bool(report.net), "ipc": .bool(report.ipc), "uts": .bool(report.uts),
+                "seccomp": .bool(report.seccomp), "capabilitiesDropped": .bool(report.capabilitiesDropped),
+                "cgroup": .string(report.cgroup),
+            ],
+            "limits": [
+                "maxLineBytes": JSONValue(configuration.maxLineBytes), "outputBytes": 1_048_576,
+                "maxOperationsPerBatch": JSONValue(Self.maxOperationsPerBatch),
+            ],
+            "stateDir": .string(configuration.stateDirectory),
+        ]
+    }
+
+    static let maxOperationsPerBatch = 1000
+
+    // MARK: spaces
+
+    public func createSpace(_ params: Params) async throws(RPCError) -> JSONValue {
+        let name = try params.optionalString("name")
+        if let name, !Self.isValidName(name) {
+            throw RPCError.invalidParams(
+                params.fieldPath("name"), "'\(name)' is not a valid space name",
+                hint: "use 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit")
+        }
+        var policy = try Policy.resolve(params.members["policy"], field: params.fieldPath("policy"))
+        if let limits = try params.optionalObject("limits") {
+            policy.limits = try Policy.applyLimits(limits, to: policy.limits)
+        }
+        var files: [(String, String)] = []
+        var copyFrom: String?
+        if let workspace = try params.optionalObject("workspace") {
+            try workspace.rejectUnknown(allowed: ["files", "copyFrom", "template"])
+            if let template = try workspace.optionalString("template") {
+                throw RPCError.invalidParams(
+                    workspace.fieldPath("template"), "no template named '\(template)'",
+                    hint: "this engine has no templates yet; use workspace.files or workspace.copyFrom")
+            }
+            if let map = try workspace.optionalStringMap("files") {
+                for (path, content) in map.sorted(by: { $0.key < $1.key }) {
+                    guard WorkspaceBoundary.relativePath(path) != nil, !path.isEmpty else {
+                        throw RPCError.invalidParams(
+                            "\(workspace.fieldPath("files")).\(path)", "'\(path)' leaves the workspace",
+                            hint: "use paths relative to the workspace, such as \"src/main.ts\"")
+                    }
+                    files.append((path, content))
+                }
+            }
+            copyFrom = try workspace.optionalString("copyFrom")
+        }
+        if let secrets = try params.optionalObject("secrets"), !secrets.members.isEmpty {
+            throw RPCError.invalidParams(
+                params.fieldPath("secrets"), "secrets are not supported by this engine version",
+                hint: "remove secrets; pass values to command.run through env until secret handling is available")
+        }
+        if let capabilities = try params.optionalArray("capabilities"), !capabilities.isEmpty {
+            throw RPCError.invalidParams(
+                params.fieldPath("capabilities"), "capabilities are not supported by this engine version",
+                hint: "remove capabilities; call your APIs from commands for now")
+        }
+        let environment: SpaceEnvironment
+        switch self.environment() {
+        case .success(let located): environment = located
+        case .failure(let error): throw RPCError(.isolationUnavailable, error.message, hint: error.hint)
+        }
+
+        let spaceId = Identifier.make("sp_")
+        let (uid, gid) = Self.hostIdentity()
+        let record = SpaceRecord(
+            spaceId: spaceId, name: name ?? spaceId, createdAt: Clock.timestamp(), policyJSON: policy.json,
+            hostUID: uid, hostGID: gid, seqReserved: 0, runs: [])
+        let space = Space(record: record, policy: policy, store: store, environment: environment, logger: logger)
+        do {
+            try store.makeDirectory(store.workspace(spaceId))
+            if let copyFrom { try store.copyContents(of: copyFrom, into: store.workspace(spaceId)) }
+            store.chown(store.spaceDirectory(spaceId), uid: uid, gid: gid)
+            try store.save(record)
+        } catch {
+            store.remove(store.spaceDirectory(spaceId))
+            if copyFrom != nil, error.description.contains("copy") || error.description.contains("not a directory") {
+                throw RPCError.invalidParams(
+                    params.fieldPath("workspace.copyFrom"), error.description,
+                    hint: "name an existing, readable directory on the engine's host")
+            }
+            throw RPCError(.internalError, error.description, hint: "check the state directory's permissions and free space")
+        }
+        do throws(SpaceError) {
+            let worker = try await space.ensureWorker()
+            for (path, content) in files {
+                let answer = await worker.request("file.write", ["path": .string(path), "content": .string(content)])
+                if case .failed(_, let message, _) = answer {
+                    throw SpaceError.workerDidNotStart("workspace.files: \(message)")
+                }
+            }
+        } catch {
+            await space.stopWorker(destroy: true)
+            store.remove(store.spaceDirectory(spaceId))
+            throw error.rpcError
+        }
+        state.withLock { $0.spaces[spaceId] = space }
+        logger.info("space created", metadata: ["space": "\(spaceId)", "name": "\(record.name)"])
+        return space.json(withStats: false)
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        guard (1...63).contains(name.utf8.count), let first = name.utf8.first else { return false }
+        func isAlphanumeric(_ byte: UInt8) -> Bool {
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+        }
+        return isAlphanumeric(first)
+            && name.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }
+    }
+
+    /// The host ids a new space's root maps to: an unprivileged id of its own when the engine is root,
+    /// the engine's own ids otherwise.
+    static func hostIdentity() -> (UInt32, UInt32) {
+        guard getuid() == 0 else { return (getuid(), getgid()) }
+        var generator = SystemRandomNumberGenerator()
+        let id = 1_000_000 + UInt32.random(in: 0..<1_000_000, using: &generator)
+        return (id, id)
+    }
+
+    public func listSpaces() -> JSONValue {
+        let spaces = state.withLock { Array($0.spaces.values) }
+        let sorted = spaces.map { ($0.record.createdAt, $0.id, $0.json(withStats: false)) }.sorted {
+            ($0.0, $0.1) < ($1.0, $1.1)
+        }
+        return ["spaces": .array(sorted.map(\.2))]
+    }
+
+    public func getSpace(_ params: Params) throws(RPCError) -> JSONValue {
+        try space(try params.string("spaceId")).json(withStats: true)
+    }
+
+    public func destroySpace(_ params: Params) async throws(RPCError) -> JSONValue {
+        let spaceId = try params.string("spaceId")
+        let keepWorkspace = try params.optionalBool("keepWorkspace") ?? false
+        let space = try space(spaceId)
+        let batches = state.withLock { state in
+            state.spaces[spaceId] = nil
+            return state.batches.values.filter { $0.spaceId == spaceId }
+        }
+        for batch in batches { _ = batch.cancel() }
+        await space.stopWorker(destroy: true)
+        var result: [String: JSONValue] = ["destroyed": true, "spaceId": .string(spaceId)]
+        if keepWorkspace {
+            store.remove(store.recordPath(spaceId))
+            result["workspacePath"] = .string(store.workspace(spaceId))
+        } else {
+            store.remove(store.spaceDirectory(spaceId))
+        }
+        logger.info("space destroyed", metadata: ["space": "\(spaceId)"])
+        return .object(result)
+    }
+
+    // MARK: runs
+
+    public func startRun(_ params: Params) throws(RPCError) -> JSONValue {
+        let space = try space(try params.string("spaceId"))
+        let label = try params.optionalString("label")
+        let metadata = try params.optionalObject("metadata").map { JSONValue.object($0.members) }
+        let run = space.startRun(label: label, metadata: metadata)
+        var result: [String: JSONValue] = [
+            "runId": .string(run.runId), "spaceId": .string(space.id), "startedAt": .string(run.startedAt),
+        ]
+        if let label { result["label"] = .string(label) }
+        return .object(result)
+    }
+
+    public func endRun(_ params: Params) throws(RPCError) -> JSONValue {
+        let runId = try params.string("runId")
+        let status = try params.oneOf("status", ["succeeded", "failed", "cancelled"]) ?? "succeeded"
+        let spaces = state.withLock { Array($0.spaces.values) }
+        for space in spaces {
+            if let summary = space.endRun(runId, status: status) { return summary }
+        }
+        throw Self.runNotFound(runId, field: params.fieldPath("runId"))
+    }
+
+    static func runNotFound(_ runId: String, field: String) -> RPCError {
+        RPCError(
+            .runNotFound, "no run with id '\(runId)'",
+            hint: "start one with runs/start, or omit runId to use the space's implicit run", field: field)
+    }
+
+    // MARK: operations
+
+    /// Validates an `operations/submit` and returns the space's executor with the job that runs the batch.
+    /// Call `executor.submit` at once: the call order is the order batches run in.
+    package func prepareSubmit(_ params: Params, requestID: JSONValue?) throws(RPCError) -> (
+        executor: SerialExecutor, job: @Sendable () async -> Result<JSONValue, RPCError>
+    ) {
+        let space = try space(try params.string("spaceId"))
+        let runId = try params.optionalString("runId")
+        if let runId, !space.hasRun(runId) { throw Self.runNotFound(runId, field: params.fieldPath("runId")) }
+        guard let rawOperations = try params.optionalArray("operations") else {
+            throw RPCError.invalidParams(
+                params.fieldPath("operations"), "missing required field",
+                hint: "send operations: [{\"kind\": \"file.write\", \"path\": \"a.txt\", \"content\": \"hi\"}]")
+        }
+        guard (1...Self.maxOperationsPerBatch).contains(rawOperations.count) else {
+            throw RPCError.invalidParams(
+                params.fieldPath("operations"), "a batch holds 1 to \(Self.maxOperationsPerBatch) operations, got \(rawOperations.count)",
+                hint: "split the work into batches of at most \(Self.maxOperationsPerBatch) operations")
+        }
+        var operations: [Operation] = []
+        operations.reserveCapacity(rawOperations.count)
+        var seenIds: Set<String> = []
+        for (index, raw) in rawOperations.enumerated() {
+            let operation = try Operation.parse(raw, index: index)
+            guard seenIds.insert(operation.opId).inserted else {
+                throw RPCError.invalidParams(
+                    "params.operations[\(index)].id", "duplicate operation id '\(operation.opId)'",
+                    hint: "give each operation of a batch its own id, or omit ids")
+            }
+            if let secrets = operation.fields["secrets"]?.arrayValue, let first = secrets.first?.stringValue {
+                throw RPCError.invalidParams(
+                    "params.operations[\(index)].secrets", "this space declares no secret '\(first)'",
+                    hint: "declare secrets in spaces/create, or remove the secrets field")
+            }
+            operations.append(operation)
+        }
+        let onError = try params.oneOf("onError", ["stop", "continue"]) ?? "stop"
+        let request = BatchRequest(
+            spaceId: space.id, runId: runId, operations: operations, stopOnError: onError == "stop",
+            stream: try params.optionalBool("stream") ?? false, dryRun: try params.optionalBool("dryRun") ?? false,
+            idempotencyKey: try params.optionalString("idempotencyKey"))
+        let control = BatchControl(batchId: Identifier.make("b_"), spaceId: space.id)
+        state.withLock { state in
+            state.batches[control.batchId] = control
+            if let requestID { state.batchByRequest[requestID] = control.batchId }
+        }
+        let notify = self.notify
+        let streamer: (@Sendable (JSONValue) -> Void)? =
+            request.stream
+            ? { @Sendable event in
+                notify("events/emitted", ["spaceId": .string(space.id), "batchId": .string(control.batchId), "event": event])
+            } : nil
+        let job: @Sendable () async -> Result<JSONValue, RPCError> = { [self] in
+            defer {
+                state.withLock { state in
+                    state.batches[control.batchId] = nil
+                    if let requestID { state.batchByRequest[requestID] = nil }
+                }
+            }
+            if space.isDestroyed { return .failure(RPCError.spaceNotFound(space.id)) }
+            return .success(await space.run(request, control: control, notify: streamer))
+        }
+        return (space.executor, job)
+    }
+
+    public func cancelBatch(_ params: Params) throws(RPCError) -> JSONValue {
+        let batchId = try params.string("batchId")
+        guard let control = state.withLock({ $0.batches[batchId] }), control.cancel() else {
+            throw RPCError.invalidParams(
+                params.fieldPath("batchId"), "no running or queued batch '\(batchId)'",
+                hint: "the batch may have finished already; its result holds its events")
+        }
+        return ["cancelled": true, "batchId": .string(batchId)]
+    }
+
+    /// `notifications/cancelled`: cancels the batch started by that request, if any.
+    public func cancelRequest(_ requestID: JSONValue) {
+        let control = state.withLock { state in state.batchByRequest[requestID].flatMap { state.batches[$0] } }
+        _ = control?.cancel()
+    }
+
+    // MARK: shutdown
+
+    /// Cancels every batch and kills every space's processes, waiting until they are gone.
+    public func shutdown() async {
+        let (spaces, batches) = state.withLock { state in
+            state.shuttingDown = true
+            return (Array(state.spaces.values), Array(state.batches.values))
+        }
+        for batch in batches { _ = batch.cancel() }
+        await withTaskGroup(of: Void.self) { group in
+            for space in spaces { group.addTask { await space.stopWorker(destroy: false) } }
+        }
+    }
+}

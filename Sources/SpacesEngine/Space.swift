@@ -1,0 +1,273 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Logging
+import SpacesPolicy
+import SpacesProtocol
+import SpacesSandbox
+import Synchronization
+
+/// One space: its record, its worker, its event sequence and its runs.
+///
+/// Batches of a space run one at a time, in submission order, on `executor`; everything they share with
+/// concurrent readers (`spaces/get`, `spaces/list`, cancellation) is in `state`, a `Mutex`.
+final class Space: Sendable {
+    /// The worker's lifecycle. `starting` is never observed outside `ensureWorker`, which runs on `executor`
+    /// (or during creation, before the space is visible).
+    enum WorkerState {
+        case none
+        case running(WorkerConnection)
+        case destroyed
+    }
+
+    struct State {
+        var record: SpaceRecord
+        var worker: WorkerState = .none
+        var seq: Int
+        var workerStarts = 0
+        var operations = 0
+        var batches = 0
+        /// Results of batches submitted with an idempotency key, by key.
+        var idempotent: [String: JSONValue] = [:]
+        var idempotentOrder: [String] = []
+    }
+
+    static let seqReservationBlock = 10_000
+    static let idempotencyMemory = 1_000
+
+    let id: String
+    let policy: Policy
+    let executor = SerialExecutor()
+    let store: StateStore
+    let environment: SpaceEnvironment
+    let logger: Logger
+    private let state: Mutex<State>
+
+    init(record: SpaceRecord, policy: Policy, store: StateStore, environment: SpaceEnvironment, logger: Logger) {
+        self.id = record.spaceId
+        self.policy = policy
+        self.store = store
+        self.environment = environment
+        var logger = logger
+        logger[metadataKey: "space"] = "\(record.spaceId)"
+        self.logger = logger
+        self.state = Mutex(State(record: record, seq: record.seqReserved))
+    }
+
+    var record: SpaceRecord { state.withLock { $0.record } }
+    var workspacePath: String { store.workspace(id) }
+
+    var isDestroyed: Bool {
+        state.withLock { if case .destroyed = $0.worker { true } else { false } }
+    }
+
+    /// The protocol's `Space` object.
+    func json(withStats: Bool) -> JSONValue {
+        state.withLock { state in
+            let running: Bool = if case .running(let worker) = state.worker { !worker.isClosed } else { false }
+            var result: [String: JSONValue] = [
+                "spaceId": .string(state.record.spaceId), "name": .string(state.record.name),
+                "state": .string(running ? "ready" : "idle"), "policy": state.record.policyJSON,
+                "workspace": ["root": .string(WorkspaceBoundary.root)], "createdAt": .string(state.record.createdAt),
+            ]
+            if withStats {
+                result["stats"] = [
+                    "operations": JSONValue(state.operations), "batches": JSONValue(state.batches),
+                    "lastSeq": JSONValue(state.seq), "workerStarts": JSONValue(state.workerStarts),
+                    "workerRunning": .bool(running),
+                ]
+            }
+            return .object(result)
+        }
+    }
+
+    // MARK: Events
+
+    /// The next event sequence number; persists a new reservation block when the current one runs out, so a
+    /// restarted engine never reuses a number.
+    func nextSeq() -> Int {
+        let (seq, recordToSave) = state.withLock { state -> (Int, SpaceRecord?) in
+            state.seq += 1
+            guard state.seq > state.record.seqReserved else { return (state.seq, nil) }
+            state.record.seqReserved = state.seq + Space.seqReservationBlock
+            return (state.seq, state.record)
+        }
+        if let recordToSave { persist(recordToSave) }
+        return seq
+    }
+
+    func persist(_ record: SpaceRecord? = nil) {
+        let record = record ?? self.record
+        do {
+            try store.save(record)
+        } catch {
+            logger.error("space record not saved: \(error)")
+        }
+    }
+
+    // MARK: Worker
+
+    /// The running worker, starting a fresh one when there is none (first use, after a crash, after a restart).
+    func ensureWorker() async throws(SpaceError) -> WorkerConnection {
+        let current = state.withLock { $0.worker }
+        switch current {
+        case .destroyed:
+            throw SpaceError.destroyed
+        case .running(let worker) where !worker.isClosed:
+            return worker
+        default:
+            break
+        }
+        let record = self.record
+        let spec = environment.sandboxSpec(
+            hostname: record.name.replacingUnderscores, workspace: workspacePath, uid: record.hostUID, gid: record.hostGID,
+            tmpSizeBytes: 256 << 20)
+        let process: SandboxProcess
+        do {
+            process = try await SpaceEnvironment.launchOffPool(spec, launcherPath: environment.launcherPath)
+        } catch {
+            throw SpaceError.launch(error)
+        }
+        let logger = self.logger
+        let worker = WorkerConnection(process: process, logger: logger) { reason in
+            logger.debug("worker channel closed: \(reason)")
+            process.kill()
+            Task { _ = await process.waitForExit() }
+        }
+        do {
+            try await worker.waitUntilReady(timeoutMs: 15_000)
+        } catch {
+            process.kill()
+            _ = await process.waitForExit()
+            throw SpaceError.workerDidNotStart(error.description)
+        }
+        let installed = state.withLock { state -> Bool in
+            if case .destroyed = state.worker { return false }
+            state.worker = .running(worker)
+            state.workerStarts += 1
+            return true
+        }
+        guard installed else {
+            process.kill()
+            _ = await process.waitForExit()
+            throw SpaceError.destroyed
+        }
+        return worker
+    }
+
+    /// Kills every process of the space and waits until they are gone. With `destroy`, no worker starts again.
+    func stopWorker(destroy: Bool) async {
+        let previous = state.withLock { state -> WorkerState in
+            let previous = state.worker
+            state.worker = destroy ? .destroyed : .none
+            return previous
+        }
+        guard case .running(let worker) = previous else { return }
+        worker.process.kill()
+        worker.close(reason: destroy ? "the space was destroyed" : "the engine stopped the space")
+        _ = await worker.process.waitForExit()
+    }
+
+    var currentWorker: WorkerConnection? {
+        state.withLock { if case .running(let worker) = $0.worker { worker } else { nil } }
+    }
+
+    // MARK: Runs
+
+    func startRun(label: String?, metadata: JSONValue?) -> RunRecord {
+        let run = RunRecord(runId: Identifier.make("run_"), label: label, metadata: metadata, startedAt: Clock.timestamp())
+        let record = state.withLock { state in
+            state.record.runs.append(run)
+            return state.record
+        }
+        persist(record)
+        return run
+    }
+
+    func hasRun(_ runId: String) -> Bool {
+        state.withLock { $0.record.runs.contains { $0.runId == runId } }
+    }
+
+    func endRun(_ runId: String, status: String) -> JSONValue? {
+        let result = state.withLock { state -> (JSONValue, SpaceRecord)? in
+            guard let index = state.record.runs.firstIndex(where: { $0.runId == runId }) else { return nil }
+            if state.record.runs[index].status == nil {
+                state.record.runs[index].status = status
+                state.record.runs[index].endedAt = Clock.timestamp()
+                state.record.runs[index].durationMs = Clock.millisecondsSince(
+                    state.record.runs[index].startedMonotonic)
+            }
+            var summary = state.record.runs[index].summary
+            if case .object(var fields) = summary {
+                fields["spaceId"] = .string(id)
+                summary = .object(fields)
+            }
+            return (summary, state.record)
+        }
+        guard let result else { return nil }
+        persist(result.1)
+        return result.0
+    }
+
+    func updateRun(_ runId: String?, _ update: (inout RunRecord) -> Void) {
+        guard let runId else { return }
+        state.withLock { state in
+            guard let index = state.record.runs.firstIndex(where: { $0.runId == runId }) else { return }
+            update(&state.record.runs[index])
+        }
+    }
+
+    // MARK: Batches bookkeeping
+
+    func countBatch(operations: Int) {
+        state.withLock { state in
+            state.batches += 1
+            state.operations += operations
+        }
+    }
+
+    func idempotentResult(_ key: String) -> JSONValue? {
+        state.withLock { $0.idempotent[key] }
+    }
+
+    func rememberIdempotent(_ key: String, _ result: JSONValue) {
+        state.withLock { state in
+            if state.idempotent.updateValue(result, forKey: key) == nil { state.idempotentOrder.append(key) }
+            if state.idempotentOrder.count > Space.idempotencyMemory {
+                state.idempotent[state.idempotentOrder.removeFirst()] = nil
+            }
+        }
+    }
+}
+
+/// Why a space could not do what was asked of it, before any operation ran.
+enum SpaceError: Error, CustomStringConvertible {
+    case destroyed
+    case launch(SandboxError)
+    case workerDidNotStart(String)
+
+    var description: String {
+        switch self {
+        case .destroyed: "the space was destroyed"
+        case .launch(let error): "the space could not be started: \(error)"
+        case .workerDidNotStart(let reason): "the space's worker did not start: \(reason)"
+        }
+    }
+
+    var hint: String {
+        switch self {
+        case .destroyed: "create a new space with spaces/create"
+        case .launch(let error): error.hint
+        case .workerDidNotStart:
+            "check that Bun runs on this host (spaces doctor), or pass its path with --bun or SPACES_BUN"
+        }
+    }
+
+    var rpcError: RPCError {
+        switch self {
+        case .destroyed: RPCError(.spaceNotFound, description, hint: hint)
+        case .launch: RPCError(.isolationUnavailable, description, hint: hint)
+        case .workerDidNotStart: RPCError(.isolationUnavailable, description, hint: hint)
+        }
+    }
+}

