@@ -81,6 +81,13 @@ static void csandbox_become_space_root(int release_fd) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
         csandbox_fail("pdeathsig", errno, "PR_SET_PDEATHSIG");
     }
+    // Nothing in the space may ptrace init or take its descriptors (the lifeline) through /proc/1: as
+    // non-dumpable, init's /proc files belong to the host's root, which is not mapped into the space. The
+    // worker's exec makes it dumpable again. (Needed when the engine is not root: then the id switch above
+    // changes nothing and leaves init dumpable.)
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        csandbox_fail("dumpable", errno, "PR_SET_DUMPABLE 0");
+    }
     // The monitor holds the release pipe's write end for its whole life, so a hang-up here means it died
     // before the parent-death signal was armed, and nobody would ever kill this space.
     struct pollfd monitor = {.fd = release_fd, .events = 0};

@@ -112,7 +112,7 @@ extension Space {
 
         if request.dryRun {
             let decisions = request.operations.map { operation -> JSONValue in
-                let decision = decide(operation)
+                let decision = PolicyEvaluator.decide(operation, under: policy)
                 return [
                     "opId": .string(operation.opId), "decision": .string(decision.verdict.rawValue),
                     "rule": .string(decision.rule), "reason": .string(decision.reason),
@@ -170,16 +170,15 @@ extension Space {
         }
     }
 
-    /// The policy's decision for one operation. Only the workspace boundary is enforced in this version; the
-    /// rule-based evaluator comes with approvals.
+    /// The policy's decision for one operation. `ask` is decided as a denial until approvals exist: the
+    /// operation fails closed, and the suggestion says which rule to change.
     func decide(_ operation: Operation) -> Decision {
-        for (field, path) in operation.paths where WorkspaceBoundary.relativePath(path) == nil {
-            return WorkspaceBoundary.denial(field: field, path: path)
+        var decision = PolicyEvaluator.decide(operation, under: policy)
+        if decision.verdict == .ask {
+            decision.verdict = .deny
+            decision.reason += "; it needs approval, which this engine version cannot ask for, so it is denied"
         }
-        return Decision(
-            verdict: .allow, rule: "preset.\(policy.preset)",
-            reason: "the \(policy.preset) policy allows \(operation.kind.rawValue) inside the workspace",
-            suggestion: "")
+        return decision
     }
 
     private func perform(

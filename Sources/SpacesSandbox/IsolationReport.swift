@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Which isolation layers this host can give a space (docs/SANDBOX.md, security.md "Isolation of a space"),

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 // The one place this module calls the C library and reads `errno` (STYLE.md, "Wrap each syscall once").

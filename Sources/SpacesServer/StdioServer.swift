@@ -18,6 +18,8 @@ public final class StdioServer: Sendable {
     let maxLineBytes: Int
     private let engine = Mutex<Engine?>(nil)
     private let lifecycle = Mutex(Lifecycle.uninitialized)
+    /// Messages routed but not yet answered; at end of input the server waits for them before exiting.
+    private let unanswered = Mutex(0)
 
     enum Lifecycle {
         case uninitialized
@@ -69,6 +71,10 @@ public final class StdioServer: Sendable {
         serving.cancel()
         logger.info("stopping: cancelling running work and stopping every space")
         await currentEngine.shutdown()
+        // Cancelled batches still answer; give them a moment to be written before the process ends.
+        for _ in 0..<1000 where unanswered.withLock({ $0 }) > 0 {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
         return 0
     }
 
@@ -98,8 +104,10 @@ public final class StdioServer: Sendable {
             if case .array(let elements) = message {
                 handleBatch(elements, stop: stop)
             } else {
+                unanswered.withLock { $0 += 1 }
                 dispatch(message, stop: stop) { response in
                     if let response { self.output.send(response) }
+                    self.unanswered.withLock { $0 -= 1 }
                 }
             }
         }
@@ -114,8 +122,10 @@ public final class StdioServer: Sendable {
                     RPCError(.invalidRequest, "empty batch", hint: "send at least one request in a batch array")))
             return
         }
+        unanswered.withLock { $0 += 1 }
         let collector = BatchCollector(count: elements.count) { responses in
             if !responses.isEmpty { self.output.send(.array(responses)) }
+            self.unanswered.withLock { $0 -= 1 }
         }
         for (index, element) in elements.enumerated() {
             dispatch(element, stop: stop) { response in collector.set(index, response) }

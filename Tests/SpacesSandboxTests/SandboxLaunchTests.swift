@@ -4,7 +4,7 @@ import Testing
 @testable import SpacesSandbox
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 private typealias Support = SpaceTestSupport
@@ -38,14 +38,17 @@ struct SandboxLaunchTests {
             for p in /etc/shadow /root /work /home /var /sys /old_root; do
               if [ -e $p ]; then echo "present=$p" >> $r; fi
             done
-            echo "etc=$(ls /etc | tr '\\n' ' ')" >> $r
+            echo "etcfiles=$(ls /etc | tr '\\n' ' ')" >> $r
             echo "interfaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')" >> $r
             echo "processes=$(ls /proc | grep -c '^[0-9]')" >> $r
             echo "devnull=$(echo x > /dev/null && head -c 4 /dev/urandom | wc -c)" >> $r
             echo "hosts=$(grep -c "space-" /etc/hosts)" >> $r
             echo "cwd=$(pwd)" >> $r
+            echo "groups=$(id -G)" >> $r
+            if ls /proc/1/fd >/dev/null 2>&1; then echo initfds=visible; else echo initfds=hidden; fi >> $r
             """
-        let space = try Sandbox.launch(Support.shellSpec(script, hostID: id, workspace: workspace), launcherPath: launcher)
+        let space = try Sandbox.launch(
+            Support.shellSpec(script, hostID: id, workspace: workspace), launcherPath: launcher)
         let code = await space.waitForExit()
         #expect(code == 0)
         let report = Support.keyValues(try String(contentsOfFile: workspace + "/report", encoding: .utf8))
@@ -63,15 +66,18 @@ struct SandboxLaunchTests {
         #expect(report["tmp"] == "writable")
         #expect(report["tmpmode"] == "1777")
         #expect(report["present"] == nil, "host paths visible inside: \(report["present"] ?? "")")
-        #expect(report["etc"]?.split(separator: " ").sorted() == [
-            "alternatives", "group", "hostname", "hosts", "nsswitch.conf", "passwd",
-        ])
+        #expect(
+            report["etcfiles"]?.split(separator: " ").sorted() == [
+                "alternatives", "group", "hostname", "hosts", "nsswitch.conf", "passwd",
+            ])
         #expect(report["interfaces"]?.trimmingCharacters(in: .whitespaces) == "lo")
         // init, the shell and the few it forked for that line; none of the host's hundreds
         #expect((Int(report["processes"] ?? "") ?? .max) < 10)
         #expect(report["devnull"] == "4")
         #expect(report["hosts"] == "1")
         #expect(report["cwd"] == "/workspace")
+        #expect(report["groups"] == "0", "no supplementary group of the engine's follows it in")
+        #expect(report["initfds"] == "hidden", "init's descriptors (the lifeline) are out of the space's reach")
         #expect(Support.ownerUID(workspace + "/created") == id, "files made inside belong to the mapped host id")
     }
 
@@ -90,7 +96,8 @@ struct SandboxLaunchTests {
             echo "outside_ms=$(( ($(date +%s%N) - start) / 1000000 ))" >&4
             bash -c 'exec 3<>/dev/tcp/127.0.0.1/9' 2>&1 | grep -q refused && echo loopback=up >&4
             """
-        let space = try Sandbox.launch(Support.shellSpec(script, hostID: id, workspace: workspace), launcherPath: launcher)
+        let space = try Sandbox.launch(
+            Support.shellSpec(script, hostID: id, workspace: workspace), launcherPath: launcher)
         let report = Support.keyValues(Support.readToEnd(space.responseFD))
         #expect(await space.waitForExit() == 0)
         #expect(report["outside"] == "failed")
@@ -146,10 +153,12 @@ struct SandboxLaunchTests {
         let id = Support.freshHostID()
         let workspace = try Support.makeWorkspace(owner: id)
         defer { Support.removeWorkspace(workspace) }
-        let exits = try Sandbox.launch(Support.shellSpec("exit 42", hostID: id, workspace: workspace), launcherPath: launcher)
+        let exits = try Sandbox.launch(
+            Support.shellSpec("exit 42", hostID: id, workspace: workspace), launcherPath: launcher)
         #expect(await exits.waitForExit() == 42)
         #expect(await exits.waitForExit() == 42, "the exit code is cached")
-        let killed = try Sandbox.launch(Support.shellSpec("kill -9 $$", hostID: id, workspace: workspace), launcherPath: launcher)
+        let killed = try Sandbox.launch(
+            Support.shellSpec("kill -9 $$", hostID: id, workspace: workspace), launcherPath: launcher)
         #expect(await killed.waitForExit() == 128 + SIGKILL)
     }
 
@@ -162,10 +171,11 @@ struct SandboxLaunchTests {
         defer { Support.removeWorkspace(workspace) }
         let marker = "1000.\(id)1"
         let space = try Sandbox.launch(
-            Support.shellSpec("sleep \(marker) & sleep \(marker) & echo ready >&4; wait", hostID: id, workspace: workspace),
+            Support.shellSpec(
+                "sleep \(marker) & sleep \(marker) & echo ready >&4; wait", hostID: id, workspace: workspace),
             launcherPath: launcher)
         #expect(Support.readUntil(space.responseFD) { $0.contains("ready") }.contains("ready"))
-        #expect(Support.hostPIDs(withArgument: marker).count == 2, "the space's sleeps run on the host")
+        #expect(await Support.waitForHostPIDs(withArgument: marker, count: 2), "the space's sleeps run on the host")
         space.kill()
         space.kill()  // idempotent
         #expect(await space.waitForExit() == 128 + SIGKILL)
@@ -186,7 +196,7 @@ struct SandboxLaunchTests {
             Support.shellSpec("sleep \(marker) & echo ready >&4; wait", hostID: id, workspace: workspace),
             launcherPath: launcher)
         #expect(Support.readUntil(space.responseFD) { $0.contains("ready") }.contains("ready"))
-        #expect(Support.hostPIDs(withArgument: marker).count == 1)
+        #expect(await Support.waitForHostPIDs(withArgument: marker, count: 1))
         space.closeLifeline()
         #expect(await space.waitForExit() == 128 + SIGKILL)
         #expect(Support.hostPIDs(withArgument: marker).isEmpty)
@@ -205,14 +215,9 @@ struct SandboxLaunchTests {
                 Support.shellSpec("sleep \(marker) & echo ready >&4; wait", hostID: id, workspace: workspace),
                 launcherPath: launcher)
             #expect(Support.readUntil(space.responseFD) { $0.contains("ready") }.contains("ready"))
-            #expect(Support.hostPIDs(withArgument: marker).count == 1)
+            #expect(await Support.waitForHostPIDs(withArgument: marker, count: 1))
         }
-        var remaining = Support.hostPIDs(withArgument: marker)
-        for _ in 0..<200 where !remaining.isEmpty {
-            try await Task.sleep(for: .milliseconds(10))
-            remaining = Support.hostPIDs(withArgument: marker)
-        }
-        #expect(remaining.isEmpty)
+        #expect(await Support.waitForHostPIDs(withArgument: marker, count: 0))
     }
 
     @Test("a read-only bind from a directory the space's id cannot reach is readable, not writable (needs root)")
@@ -233,7 +238,7 @@ struct SandboxLaunchTests {
             """
             cat /opt/spaces/tool.txt >&4
             ls /opt/spaces/lib >&4
-            if echo y > /opt/spaces/tool.txt 2>/dev/null; then echo bind=writable; else echo bind=readonly; fi >&4
+            if (echo y > /opt/spaces/tool.txt) 2>/dev/null; then echo bind=writable; else echo bind=readonly; fi >&4
             if touch /opt/spaces/lib/b 2>/dev/null; then echo dir=writable; else echo dir=readonly; fi >&4
             """, hostID: id, workspace: workspace)
         spec.readOnlyBinds = [

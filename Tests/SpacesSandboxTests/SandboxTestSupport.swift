@@ -5,7 +5,7 @@ import Testing
 @testable import SpacesSandbox
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Helpers for tests that start real spaces. They need root (to map the space to an unprivileged host id of
@@ -115,6 +115,19 @@ enum SpaceTestSupport {
             let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             return arguments.contains(marker) ? pid : nil
         }
+    }
+
+    /// Waits up to `timeout` seconds until exactly `count` host processes carry `marker` (a background job
+    /// inside a space may not have exec'd yet when the shell reports it started).
+    static func waitForHostPIDs(withArgument marker: String, count: Int, timeout: Double = 10) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while hostPIDs(withArgument: marker).count != count {
+            guard Date() < deadline else {
+                return false
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
     }
 
     /// The host uid owning `path`.

@@ -4,7 +4,7 @@ import Testing
 @testable import SpacesSandbox
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 private typealias Support = SpaceTestSupport
