@@ -69,6 +69,10 @@ let package = Package(
         .testTarget(name: "SpacesProtocolTests", dependencies: ["SpacesProtocol"], swiftSettings: strictSettings),
         .testTarget(name: "SpacesSandboxTests", dependencies: ["SpacesSandbox"], swiftSettings: strictSettings),
         .testTarget(
+            name: "SpacesPolicyTests", dependencies: ["SpacesPolicy", "SpacesProtocol"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "SpacesEngineTests", dependencies: ["SpacesEngine", "SpacesProtocol"], swiftSettings: strictSettings),
+        .testTarget(
             name: "SpacesConformanceTests",
             dependencies: ["SpacesConformance", "SpacesProtocol"],
             swiftSettings: strictSettings

@@ -56,13 +56,13 @@ public struct JSONSchemaValidator: Sendable {
     }
 
     /// As ``validate(_:schemaAt:)``, with every reported path below `instancePath` (`params`, say).
-    public func validate(_ instance: JSONValue, schemaAt pointer: String, instancePath: String) -> [SchemaViolation]
-    {
+    public func validate(_ instance: JSONValue, schemaAt pointer: String, instancePath: String) -> [SchemaViolation] {
         let reference = pointer.hasPrefix("#") ? pointer : "#" + pointer
         guard let schema = resolve(reference) else {
             return [SchemaViolation(instancePath: instancePath, message: "schema error: cannot resolve \(pointer)")]
         }
-        return Evaluation(validator: self).evaluate(schema, instance, at: instancePath, references: [reference], depth: 0)
+        return Evaluation(validator: self).evaluate(
+            schema, instance, at: instancePath, references: [reference], depth: 0)
     }
 
     /// Whether `instance` satisfies the schema at `pointer`.
@@ -298,16 +298,17 @@ private struct Evaluation {
 
     // MARK: strings
 
-    private func checkString(_ keywords: [String: JSONValue], _ string: String, at path: String) -> [SchemaViolation]
-    {
+    private func checkString(_ keywords: [String: JSONValue], _ string: String, at path: String) -> [SchemaViolation] {
         var violations: [SchemaViolation] = []
         if keywords["minLength"] != nil || keywords["maxLength"] != nil {
             let length = string.unicodeScalars.count
-            if let problem = countLimit(keywords, "minLength", at: path, unit: "character", count: length, atLeast: true)
+            if let problem = countLimit(
+                keywords, "minLength", at: path, unit: "character", count: length, atLeast: true)
             {
                 violations.append(problem)
             }
-            if let problem = countLimit(keywords, "maxLength", at: path, unit: "character", count: length, atLeast: false)
+            if let problem = countLimit(
+                keywords, "maxLength", at: path, unit: "character", count: length, atLeast: false)
             {
                 violations.append(problem)
             }
@@ -359,7 +360,8 @@ private struct Evaluation {
         _ keywords: [String: JSONValue], _ elements: [JSONValue], at path: String, depth: Int
     ) -> [SchemaViolation] {
         var violations: [SchemaViolation] = []
-        if let problem = countLimit(keywords, "minItems", at: path, unit: "item", count: elements.count, atLeast: true) {
+        if let problem = countLimit(keywords, "minItems", at: path, unit: "item", count: elements.count, atLeast: true)
+        {
             violations.append(problem)
         }
         if let problem = countLimit(keywords, "maxItems", at: path, unit: "item", count: elements.count, atLeast: false)
@@ -388,7 +390,8 @@ private struct Evaluation {
             if let schemas = prefix.arrayValue {
                 prefixCount = schemas.count
                 for (index, element) in elements.enumerated() where index < schemas.count {
-                    violations += evaluate(schemas[index], element, at: Self.child(path, index), references: [], depth: depth + 1)
+                    violations += evaluate(
+                        schemas[index], element, at: Self.child(path, index), references: [], depth: depth + 1)
                 }
             } else {
                 violations.append(schemaError(at: path, "'prefixItems' must be an array of schemas"))
@@ -399,12 +402,14 @@ private struct Evaluation {
                 violations.append(
                     SchemaViolation(
                         instancePath: Self.child(path, prefixCount),
-                        message: "expected at most \(prefixCount) \(Self.plural("item", prefixCount)), got \(elements.count)"
+                        message:
+                            "expected at most \(prefixCount) \(Self.plural("item", prefixCount)), got \(elements.count)"
                     )
                 )
             } else {
                 for index in elements.indices where index >= prefixCount {
-                    violations += evaluate(items, elements[index], at: Self.child(path, index), references: [], depth: depth + 1)
+                    violations += evaluate(
+                        items, elements[index], at: Self.child(path, index), references: [], depth: depth + 1)
                 }
             }
         }
@@ -421,7 +426,8 @@ private struct Evaluation {
                 violations.append(
                     SchemaViolation(
                         instancePath: path,
-                        message: "expected at least \(minimum) \(Self.plural("item", minimum)) matching 'contains', got \(matches)"
+                        message:
+                            "expected at least \(minimum) \(Self.plural("item", minimum)) matching 'contains', got \(matches)"
                     )
                 )
             }
@@ -429,7 +435,8 @@ private struct Evaluation {
                 violations.append(
                     SchemaViolation(
                         instancePath: path,
-                        message: "expected at most \(maximum) \(Self.plural("item", maximum)) matching 'contains', got \(matches)"
+                        message:
+                            "expected at most \(maximum) \(Self.plural("item", maximum)) matching 'contains', got \(matches)"
                     )
                 )
             }
@@ -448,7 +455,8 @@ private struct Evaluation {
             if let names = Self.strings(required) {
                 for name in names where members[name] == nil {
                     violations.append(
-                        SchemaViolation(instancePath: Self.child(path, name), message: "missing required property '\(name)'")
+                        SchemaViolation(
+                            instancePath: Self.child(path, name), message: "missing required property '\(name)'")
                     )
                 }
             } else {
@@ -475,11 +483,13 @@ private struct Evaluation {
                 violations.append(schemaError(at: path, "'dependentRequired' must be an object"))
             }
         }
-        if let problem = countLimit(keywords, "minProperties", at: path, unit: "property", count: members.count, atLeast: true)
+        if let problem = countLimit(
+            keywords, "minProperties", at: path, unit: "property", count: members.count, atLeast: true)
         {
             violations.append(problem)
         }
-        if let problem = countLimit(keywords, "maxProperties", at: path, unit: "property", count: members.count, atLeast: false)
+        if let problem = countLimit(
+            keywords, "maxProperties", at: path, unit: "property", count: members.count, atLeast: false)
         {
             violations.append(problem)
         }
@@ -500,7 +510,8 @@ private struct Evaluation {
                         patterns.append((pattern, regex, schema))
                     } else {
                         violations.append(
-                            schemaError(at: path, "'patternProperties' key \(pattern) is not a valid regular expression")
+                            schemaError(
+                                at: path, "'patternProperties' key \(pattern) is not a valid regular expression")
                         )
                     }
                 }
@@ -517,7 +528,8 @@ private struct Evaluation {
             if let schema = propertyNames {
                 for violation in evaluate(schema, .string(key), at: childPath, references: [], depth: depth + 1) {
                     violations.append(
-                        SchemaViolation(instancePath: childPath, message: "property name '\(key)': \(violation.message)")
+                        SchemaViolation(
+                            instancePath: childPath, message: "property name '\(key)': \(violation.message)")
                     )
                 }
             }
@@ -535,7 +547,8 @@ private struct Evaluation {
                 violations.append(
                     SchemaViolation(
                         instancePath: childPath,
-                        message: Self.unknownPropertyMessage(key, properties: properties, patterns: patterns.map(\.pattern))
+                        message: Self.unknownPropertyMessage(
+                            key, properties: properties, patterns: patterns.map(\.pattern))
                     )
                 )
             } else {
@@ -584,7 +597,8 @@ private struct Evaluation {
                 violations.append(
                     SchemaViolation(
                         instancePath: path,
-                        message: "matches \(Self.listing(names, "and")); expected exactly one of the \(branches.count) alternatives"
+                        message:
+                            "matches \(Self.listing(names, "and")); expected exactly one of the \(branches.count) alternatives"
                     )
                 )
             }

@@ -125,7 +125,10 @@ struct JSONCodingTests {
     @Test func roundTrips() throws {
         let samples: [JSONValue] = [
             nil, true, "", "line\nbreak\t\"quoted\" \\ 😀 \u{0}", 0, -1, 3.25, [], [:],
-            ["jsonrpc": "2.0", "id": 7, "method": "operations/submit", "params": ["operations": [["kind": "file.read"]]]],
+            [
+                "jsonrpc": "2.0", "id": 7, "method": "operations/submit",
+                "params": ["operations": [["kind": "file.read"]]],
+            ],
         ]
         for sample in samples {
             let text = sample.encoded()

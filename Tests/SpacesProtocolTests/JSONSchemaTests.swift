@@ -89,8 +89,10 @@ let schemaCases: [SchemaCase] = [
     SchemaCase(
         "keys that are not identifiers are quoted", #"{"additionalProperties": {"type": "string"}}"#,
         #"{"a b": 1, "1x": 2, "ok_$1": 3}"#,
-        [#"["1x"]: expected string, got number"#, #"["a b"]: expected string, got number"#,
-         "ok_$1: expected string, got number"]),
+        [
+            #"["1x"]: expected string, got number"#, #"["a b"]: expected string, got number"#,
+            "ok_$1: expected string, got number",
+        ]),
     SchemaCase("minProperties", #"{"minProperties": 1}"#, "{}", ["expected at least 1 property, got 0"]),
     SchemaCase("maxProperties", #"{"maxProperties": 1}"#, #"{"a": 1, "b": 2}"#, ["expected at most 1 property, got 2"]),
     SchemaCase(
@@ -100,8 +102,10 @@ let schemaCases: [SchemaCase] = [
         "violations come in a stable order",
         #"{"required": ["z"], "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "additionalProperties": false}"#,
         #"{"c": 1, "b": 1, "a": 1}"#,
-        ["z: missing required property 'z'", "a: expected string, got number", "b: expected string, got number",
-         "c: unknown property 'c' (allowed: a, b)"]),
+        [
+            "z: missing required property 'z'", "a: expected string, got number", "b: expected string, got number",
+            "c: unknown property 'c' (allowed: a, b)",
+        ]),
 
     // arrays
     SchemaCase("items", #"{"items": {"type": "integer"}}"#, #"[1, "x"]"#, ["[1]: expected integer, got string"]),
@@ -117,7 +121,8 @@ let schemaCases: [SchemaCase] = [
     SchemaCase("minItems", #"{"minItems": 1}"#, "[]", ["expected at least 1 item, got 0"]),
     SchemaCase("maxItems", #"{"maxItems": 2}"#, "[1, 2, 3]", ["expected at most 2 items, got 3"]),
     SchemaCase(
-        "uniqueItems uses JSON equality", #"{"uniqueItems": true}"#, #"[1, {"a": 1, "b": 2}, 1.0, {"b": 2, "a": 1}, "1"]"#,
+        "uniqueItems uses JSON equality", #"{"uniqueItems": true}"#,
+        #"[1, {"a": 1, "b": 2}, 1.0, {"b": 2, "a": 1}, "1"]"#,
         ["[2]: duplicate of item 0; expected unique items", "[3]: duplicate of item 1; expected unique items"]),
     SchemaCase(
         "contains", #"{"contains": {"type": "string"}, "minContains": 2}"#, #"[1, "a"]"#,
@@ -143,7 +148,8 @@ let schemaCases: [SchemaCase] = [
     SchemaCase("multipleOf", #"{"multipleOf": 5}"#, "12", ["expected a multiple of 5, got 12"]),
 
     // strings
-    SchemaCase("minLength counts scalars", #"{"minLength": 2}"#, #""\u00e9""#, ["expected at least 2 characters, got 1"]),
+    SchemaCase(
+        "minLength counts scalars", #"{"minLength": 2}"#, #""\u00e9""#, ["expected at least 2 characters, got 1"]),
     SchemaCase("a combining sequence is two scalars", #"{"minLength": 2, "maxLength": 2}"#, #""e\u0301""#),
     SchemaCase("an emoji is one scalar", #"{"maxLength": 1}"#, #""😀""#),
     SchemaCase("maxLength", #"{"maxLength": 3}"#, #""abcd""#, ["expected at most 3 characters, got 4"]),
@@ -152,7 +158,8 @@ let schemaCases: [SchemaCase] = [
         "$ does not match before a final newline", #"{"pattern": "^[a-z]+$"}"#, #""abc\n""#,
         [#"expected a string matching ^[a-z]+$, got "abc\n""#]),
     SchemaCase(
-        "\\d is ASCII only", #"{"pattern": "^\\d+$"}"#, #""\u0661\u0662""#, [#"expected a string matching ^\d+$, got "١٢""#]),
+        "\\d is ASCII only", #"{"pattern": "^\\d+$"}"#, #""\u0661\u0662""#,
+        [#"expected a string matching ^\d+$, got "١٢""#]),
     SchemaCase("pattern with a repetition", #"{"pattern": "^sp_[0-9a-f]{16}$"}"#, #""sp_0123456789abcdef""#),
     SchemaCase("pattern with Unicode properties", #"{"pattern": "^\\p{L}+$"}"#, #""héllo""#),
     SchemaCase("format is an annotation only", #"{"format": "date-time"}"#, #""not a time""#),
@@ -163,7 +170,8 @@ let schemaCases: [SchemaCase] = [
         "anyOf of types", #"{"anyOf": [{"type": "string"}, {"type": "integer"}]}"#, "true",
         ["expected string or integer, got boolean"]),
     SchemaCase(
-        "anyOf picks the branch of the value's type", #"{"anyOf": [{"type": "string", "minLength": 2}, {"type": "integer"}]}"#,
+        "anyOf picks the branch of the value's type",
+        #"{"anyOf": [{"type": "string", "minLength": 2}, {"type": "integer"}]}"#,
         #""a""#, ["expected at least 2 characters, got 1"]),
     SchemaCase("anyOf passes on any branch", #"{"anyOf": [{"minimum": 5}, {"maximum": 0}]}"#, "-1"),
     SchemaCase(
@@ -185,8 +193,10 @@ let schemaCases: [SchemaCase] = [
     SchemaCase("oneOf discriminated, valid", discriminated, #"{"kind": "a", "x": "s"}"#),
     SchemaCase(
         "oneOf without discriminators lists the alternatives", exclusive, "{}",
-        ["matches none of the 2 alternatives: (argv) missing required property 'argv'; "
-            + "(command) missing required property 'command'"]),
+        [
+            "matches none of the 2 alternatives: (argv) missing required property 'argv'; "
+                + "(command) missing required property 'command'"
+        ]),
     SchemaCase(
         "oneOf names the alternatives that both match", exclusive, #"{"argv": [], "command": ""}"#,
         ["matches argv and command; expected exactly one of the 2 alternatives"]),
@@ -195,10 +205,12 @@ let schemaCases: [SchemaCase] = [
         "not with a title", #"{"not": {"title": "both argv and command", "required": ["argv", "command"]}}"#,
         #"{"argv": [], "command": ""}"#, ["must not be: both argv and command"]),
     SchemaCase(
-        "if then", #"{"if": {"properties": {"t": {"const": "a"}}}, "then": {"required": ["x"]}, "else": {"required": ["y"]}}"#,
+        "if then",
+        #"{"if": {"properties": {"t": {"const": "a"}}}, "then": {"required": ["x"]}, "else": {"required": ["y"]}}"#,
         #"{"t": "a"}"#, ["x: missing required property 'x'"]),
     SchemaCase(
-        "if else", #"{"if": {"properties": {"t": {"const": "a"}}}, "then": {"required": ["x"]}, "else": {"required": ["y"]}}"#,
+        "if else",
+        #"{"if": {"properties": {"t": {"const": "a"}}}, "then": {"required": ["x"]}, "else": {"required": ["y"]}}"#,
         #"{"t": "b"}"#, ["y: missing required property 'y'"]),
 
     // $ref
@@ -213,7 +225,8 @@ let schemaCases: [SchemaCase] = [
         "$ref is percent-decoded", ##"{"$defs": {"a b": {"type": "null"}}, "$ref": "#/$defs/a%20b"}"##, "0",
         ["expected null, got number"]),
     SchemaCase(
-        "$ref into an array", ##"{"$defs": {"list": [{"type": "string"}, {"type": "null"}]}, "$ref": "#/$defs/list/1"}"##,
+        "$ref into an array",
+        ##"{"$defs": {"list": [{"type": "string"}, {"type": "null"}]}, "$ref": "#/$defs/list/1"}"##,
         "0", ["expected null, got number"]),
     SchemaCase(
         "$ref siblings apply too", ##"{"$defs": {"N": {"type": "integer"}}, "$ref": "#/$defs/N", "minimum": 3}"##, "2",
@@ -222,7 +235,8 @@ let schemaCases: [SchemaCase] = [
         "$ref to an $anchor", ##"{"$defs": {"N": {"$anchor": "num", "type": "number"}}, "$ref": "#num"}"##, #""s""#,
         ["expected number, got string"]),
     SchemaCase(
-        "$ref with the document's $id", ##"{"$id": "urn:x", "$defs": {"N": {"type": "null"}}, "$ref": "urn:x#/$defs/N"}"##,
+        "$ref with the document's $id",
+        ##"{"$id": "urn:x", "$defs": {"N": {"type": "null"}}, "$ref": "urn:x#/$defs/N"}"##,
         "1", ["expected null, got number"]),
     SchemaCase(
         "unresolvable $ref fails closed", ##"{"$ref": "#/$defs/Missing"}"##, "1",
@@ -231,7 +245,8 @@ let schemaCases: [SchemaCase] = [
         "remote $ref fails closed", #"{"$ref": "https://example.com/s.json"}"#, "1",
         ["schema error: cannot resolve $ref https://example.com/s.json"]),
     SchemaCase(
-        "$ref cycle", ##"{"$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"}"##, "1",
+        "$ref cycle", ##"{"$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"}"##,
+        "1",
         ["schema error: $ref cycle through #/$defs/A that never reaches a value"]),
     SchemaCase("recursive schema, valid", tree, #"{"children": [{"children": []}, {}]}"#),
     SchemaCase(
@@ -269,14 +284,17 @@ struct JSONSchemaTests {
     @Test func schemaAtPointer() throws {
         let validator = JSONSchemaValidator(
             document: try JSONValue.parse(#"{"$defs": {"Space": {"type": "object", "required": ["spaceId"]}}}"#))
-        #expect(validator.validate([:], schemaAt: "#/$defs/Space").map(\.description)
-            == ["spaceId: missing required property 'spaceId'"])
+        #expect(
+            validator.validate([:], schemaAt: "#/$defs/Space").map(\.description)
+                == ["spaceId: missing required property 'spaceId'"])
         #expect(validator.validate([:], schemaAt: "/$defs/Space").count == 1)
         #expect(validator.validate([:], schemaAt: "#").isEmpty)
-        #expect(validator.validate(1, schemaAt: "#/$defs/Nope").map(\.description)
-            == ["schema error: cannot resolve #/$defs/Nope"])
-        #expect(validator.validate([:], schemaAt: "#/$defs/Space", instancePath: "params").map(\.description)
-            == ["params.spaceId: missing required property 'spaceId'"])
+        #expect(
+            validator.validate(1, schemaAt: "#/$defs/Nope").map(\.description)
+                == ["schema error: cannot resolve #/$defs/Nope"])
+        #expect(
+            validator.validate([:], schemaAt: "#/$defs/Space", instancePath: "params").map(\.description)
+                == ["params.spaceId: missing required property 'spaceId'"])
     }
 
     @Test func resolvesPointers() throws {

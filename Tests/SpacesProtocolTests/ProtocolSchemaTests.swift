@@ -4,7 +4,9 @@ import Testing
 
 /// `Schemas/protocol.schema.json`, read from the package this file belongs to.
 enum SchemaFile {
-    static let loaded: Result<JSONValue, any Error> = Result { try load() }
+    static let loaded: Result<JSONValue, any Error> = Result {
+        try JSONValue.parse(try packageFile("Schemas/protocol.schema.json"))
+    }
 
     static func document() throws -> JSONValue { try loaded.get() }
 
@@ -14,15 +16,16 @@ enum SchemaFile {
         var description: String { "no Package.swift above \(#filePath)" }
     }
 
-    private static func load() throws -> JSONValue {
+    /// A file of the package, by its path from the package root (the nearest directory above this source file
+    /// that holds `Package.swift`).
+    static func packageFile(_ relativePath: String) throws -> Data {
         var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         while !FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
             let parent = directory.deletingLastPathComponent()
             guard parent.path != directory.path else { throw NotFound() }
             directory = parent
         }
-        let data = try Data(contentsOf: directory.appendingPathComponent("Schemas/protocol.schema.json"))
-        return try JSONValue.parse(data)
+        return try Data(contentsOf: directory.appendingPathComponent(relativePath))
     }
 }
 
@@ -156,7 +159,10 @@ private let validResponses: [(method: String?, json: String)] = [
         "spaces/get",
         #"{"jsonrpc": "2.0", "id": 5, "result": \#(space.dropLast()), "stats": {"operations": 3, "batches": 1, "lastSeq": 9, "workerStarts": 1, "workerRunning": true}}}"#
     ),
-    ("spaces/destroy", #"{"jsonrpc": "2.0", "id": 6, "result": {"destroyed": true, "spaceId": "sp_0123456789abcdef"}}"#),
+    (
+        "spaces/destroy",
+        #"{"jsonrpc": "2.0", "id": 6, "result": {"destroyed": true, "spaceId": "sp_0123456789abcdef"}}"#
+    ),
     (
         "spaces/destroy",
         #"{"jsonrpc": "2.0", "id": 6, "result": {"destroyed": true, "spaceId": "sp_0123456789abcdef", "workspacePath": "/var/lib/spaces/sp_0123456789abcdef/workspace"}}"#
@@ -186,12 +192,18 @@ private let validResponses: [(method: String?, json: String)] = [
                        {"opId": "op_2", "decision": "deny", "rule": "workspace.boundary", "reason": "outside", "suggestion": "use a workspace path"}]}}
         """
     ),
-    ("operations/cancel", #"{"jsonrpc": "2.0", "id": 10, "result": {"cancelled": true, "batchId": "b_0123456789abcdef"}}"#),
+    (
+        "operations/cancel",
+        #"{"jsonrpc": "2.0", "id": 10, "result": {"cancelled": true, "batchId": "b_0123456789abcdef"}}"#
+    ),
     (
         "operations/submit",
         #"{"jsonrpc": "2.0", "id": 11, "error": {"code": -32602, "message": "params.operations[0].path: expected a string, got number", "data": {"hint": "send a path", "field": "params.operations[0].path"}}}"#
     ),
-    (nil, #"{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "invalid JSON at byte 3", "data": {"hint": "send one JSON value per line"}}}"#),
+    (
+        nil,
+        #"{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "invalid JSON at byte 3", "data": {"hint": "send one JSON value per line"}}}"#
+    ),
     ("capabilities/invoke", #"{"jsonrpc": "2.0", "id": "e-1", "result": [{"id": 1}]}"#),
     ("capabilities/invoke", #"{"jsonrpc": "2.0", "id": "e-1", "error": {"code": 17, "message": "CRM is down"}}"#),
 ]
@@ -239,7 +251,8 @@ let invalidMessages: [InvalidMessage] = [
     InvalidMessage(
         name: "unknown operation field", check: .request,
         json: submit(#"[{"kind": "file.write", "path": "a", "content": "x", "foo": 1}]"#),
-        path: "params.operations[0].foo", message: "unknown property 'foo' (allowed: content, encoding, expectSha256, id, kind, mode, path)"),
+        path: "params.operations[0].foo",
+        message: "unknown property 'foo' (allowed: content, encoding, expectSha256, id, kind, mode, path)"),
     InvalidMessage(
         name: "operation field of the wrong type", check: .request,
         json: submit(#"[{"kind": "file.read", "path": 7}]"#),
@@ -254,7 +267,8 @@ let invalidMessages: [InvalidMessage] = [
     InvalidMessage(
         name: "argv and command", check: .request,
         json: submit(#"[{"kind": "command.run", "argv": ["ls"], "command": "ls"}]"#),
-        path: "params.operations[0]", message: "matches argv (a program and its arguments) and command (a shell string)"),
+        path: "params.operations[0]", message: "matches argv (a program and its arguments) and command (a shell string)"
+    ),
     InvalidMessage(
         name: "neither argv nor command", check: .request, json: submit(#"[{"kind": "command.run", "cwd": "src"}]"#),
         path: "params.operations[0]", message: "missing required property 'argv'"),
@@ -278,7 +292,9 @@ let invalidMessages: [InvalidMessage] = [
         path: "params.operations[0].mode", message: "expected a number <= 4095, got 4096"),
     InvalidMessage(
         name: "expectSha256 in capitals", check: .request,
-        json: submit(#"[{"kind": "file.write", "path": "a", "content": "", "expectSha256": "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"}]"#),
+        json: submit(
+            #"[{"kind": "file.write", "path": "a", "content": "", "expectSha256": "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"}]"#
+        ),
         path: "params.operations[0].expectSha256", message: "expected a string matching ^[0-9a-f]{64}$"),
     InvalidMessage(
         name: "empty edits", check: .request, json: submit(#"[{"kind": "file.edit", "path": "a", "edits": []}]"#),
@@ -356,48 +372,67 @@ let invalidMessages: [InvalidMessage] = [
     InvalidMessage(
         name: "secret with env and file", check: .request,
         json: create(#"{"secrets": {"TOKEN": {"env": "X", "file": "/x"}}}"#),
-        path: "params.secrets.TOKEN", message: "matches none of the 2 alternatives: (env) unknown property 'file' (allowed: env); (file) unknown property 'env' (allowed: file)"),
+        path: "params.secrets.TOKEN",
+        message:
+            "matches none of the 2 alternatives: (env) unknown property 'file' (allowed: env); (file) unknown property 'env' (allowed: file)"
+    ),
     InvalidMessage(
         name: "capability handler kind", check: .request,
         json: create(#"{"capabilities": [{"name": "crm", "methods": {"a": {}}, "handler": {"kind": "grpc"}}]}"#),
-        path: "params.capabilities[0].handler.kind", message: #"unknown kind "grpc" (expected one of "client", "http", "mcp")"#),
+        path: "params.capabilities[0].handler.kind",
+        message: #"unknown kind "grpc" (expected one of "client", "http", "mcp")"#),
     InvalidMessage(
         name: "runs/end status", check: .request,
-        json: #"{"jsonrpc": "2.0", "id": 1, "method": "runs/end", "params": {"runId": "run_0123456789abcdef", "status": "done"}}"#,
+        json:
+            #"{"jsonrpc": "2.0", "id": 1, "method": "runs/end", "params": {"runId": "run_0123456789abcdef", "status": "done"}}"#,
         path: "params.status", message: #"expected one of "succeeded", "failed", "cancelled", got "done""#),
     InvalidMessage(
         name: "runs/replay with both sources", check: .request,
-        json: #"{"jsonrpc": "2.0", "id": 1, "method": "runs/replay", "params": {"runId": "run_0123456789abcdef", "transcript": []}}"#,
+        json:
+            #"{"jsonrpc": "2.0", "id": 1, "method": "runs/replay", "params": {"runId": "run_0123456789abcdef", "transcript": []}}"#,
         path: "params", message: "matches runId and transcript; expected exactly one"),
 
     InvalidMessage(
         name: "Space without createdAt", check: .response("spaces/create"),
-        json: result(#"{"spaceId": "sp_0123456789abcdef", "name": "a", "state": "ready", "policy": {}, "workspace": {"root": "/workspace"}}"#),
+        json: result(
+            #"{"spaceId": "sp_0123456789abcdef", "name": "a", "state": "ready", "policy": {}, "workspace": {"root": "/workspace"}}"#
+        ),
         path: "result.createdAt", message: "missing required property 'createdAt'"),
     InvalidMessage(
         name: "timestamp without milliseconds", check: .response("runs/start"),
-        json: result(#"{"runId": "run_0123456789abcdef", "spaceId": "sp_0123456789abcdef", "startedAt": "2026-11-26T00:17:12Z"}"#),
+        json: result(
+            #"{"runId": "run_0123456789abcdef", "spaceId": "sp_0123456789abcdef", "startedAt": "2026-11-26T00:17:12Z"}"#
+        ),
         path: "result.startedAt", message: "expected a string matching"),
     InvalidMessage(
         name: "event seq 0", check: .response("operations/submit"),
-        json: result(#"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event(#", "durationMs": 1"#, seq: 0))]}"#),
+        json: result(
+            #"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event(#", "durationMs": 1"#, seq: 0))]}"#
+        ),
         path: "result.events[0].seq", message: "expected a number >= 1, got 0"),
     InvalidMessage(
         name: "unknown event type", check: .response("operations/submit"),
-        json: result(#"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event("", type: "operation.paused"))]}"#),
+        json: result(
+            #"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event("", type: "operation.paused"))]}"#
+        ),
         path: "result.events[0].type", message: #"unknown type "operation.paused""#),
     InvalidMessage(
         name: "event with an extra field", check: .response("operations/submit"),
-        json: result(#"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event(#", "durationMs": 1, "spaceId": "x""#))]}"#),
+        json: result(
+            #"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event(#", "durationMs": 1, "spaceId": "x""#))]}"#
+        ),
         path: "result.events[0].spaceId", message: "unknown property 'spaceId'"),
     InvalidMessage(
         name: "exitCode as a string", check: .response("operations/submit"),
         json: result(
-            #"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event(#", "exitCode": "0", "signal": null, "timedOut": false, "cancelled": false, "durationMs": 1, "stdout": "", "stderr": "", "stdoutBytes": 0, "stderrBytes": 0, "truncated": false"#, type: "command.exited"))]}"#),
+            #"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event(#", "exitCode": "0", "signal": null, "timedOut": false, "cancelled": false, "durationMs": 1, "stdout": "", "stderr": "", "stdoutBytes": 0, "stderrBytes": 0, "truncated": false"#, type: "command.exited"))]}"#
+        ),
         path: "result.events[0].exitCode", message: "expected integer or null, got string"),
     InvalidMessage(
         name: "unknown operation error code", check: .response("operations/submit"),
-        json: result(#"{"batchId": "b_0123456789abcdef", "status": "stopped", "events": [\#(event(#", "error": {"code": "EPERM", "message": "m", "hint": "h"}"#, type: "operation.failed"))]}"#),
+        json: result(
+            #"{"batchId": "b_0123456789abcdef", "status": "stopped", "events": [\#(event(#", "error": {"code": "EPERM", "message": "m", "hint": "h"}"#, type: "operation.failed"))]}"#
+        ),
         path: "result.events[0].error.code", message: #"expected one of "ENOENT""#),
     InvalidMessage(
         name: "unknown batch status", check: .response("operations/submit"),
@@ -417,7 +452,8 @@ let invalidMessages: [InvalidMessage] = [
         path: "error.code", message: "expected one of -32700, -32600"),
     InvalidMessage(
         name: "result and error", check: .response(nil),
-        json: #"{"jsonrpc": "2.0", "id": 1, "result": {}, "error": {"code": -32603, "message": "m", "data": {"hint": "h"}}}"#,
+        json:
+            #"{"jsonrpc": "2.0", "id": 1, "result": {}, "error": {"code": -32603, "message": "m", "data": {"hint": "h"}}}"#,
         path: "result", message: "unknown property 'result' (allowed: error, id, jsonrpc)"),
     InvalidMessage(
         name: "response to an unknown method", check: .response("spaces/nuke"), json: result("{}"),
@@ -439,7 +475,8 @@ let invalidMessages: [InvalidMessage] = [
         path: "params.level", message: #"expected one of "debug", "info", "warning", "error", got "fatal""#),
     InvalidMessage(
         name: "emitted event with a bad batch id", check: .notification,
-        json: #"{"jsonrpc": "2.0", "method": "events/emitted", "params": {"spaceId": "sp_0123456789abcdef", "batchId": "b_0123456789abcdef", "event": \#(event(#", "durationMs": -1"#))}}"#,
+        json:
+            #"{"jsonrpc": "2.0", "method": "events/emitted", "params": {"spaceId": "sp_0123456789abcdef", "batchId": "b_0123456789abcdef", "event": \#(event(#", "durationMs": -1"#))}}"#,
         path: "params.event.durationMs", message: "expected a number >= 0, got -1"),
 ]
 
@@ -503,7 +540,8 @@ struct ProtocolSchemaTests {
                 "grants/list", "grants/revoke", "runs/replay", "runs/transcript", "spaces/updatePolicy", "tools/call",
                 "tools/list",
             ])
-        #expect(schema.notifications == ["approvals/requested", "events/emitted", "log/message", "notifications/cancelled"])
+        #expect(
+            schema.notifications == ["approvals/requested", "events/emitted", "log/message", "notifications/cancelled"])
     }
 
     @Test func eventTypesAreTheProtocols() throws {
@@ -595,12 +633,16 @@ struct ProtocolSchemaTests {
             #expect(schema.validate(event, def: "Event") == [], "\(event)")
         }
         #expect(schema.validate(try JSONValue.parse(space), def: "Space") == [])
-        #expect(schema.validate(1, def: "NoSuchDefinition").map(\.message) == ["schema error: cannot resolve #/$defs/NoSuchDefinition"])
+        #expect(
+            schema.validate(1, def: "NoSuchDefinition").map(\.message) == [
+                "schema error: cannot resolve #/$defs/NoSuchDefinition"
+            ])
     }
 
     @Test func paramsAbsentMeansEmpty() throws {
         let schema = try SchemaFile.schema()
-        let violations = schema.validateRequest(try JSONValue.parse(#"{"jsonrpc": "2.0", "id": 1, "method": "runs/start"}"#))
+        let violations = schema.validateRequest(
+            try JSONValue.parse(#"{"jsonrpc": "2.0", "id": 1, "method": "runs/start"}"#))
         #expect(violations.map(\.description) == ["params.spaceId: missing required property 'spaceId'"])
     }
 }
