@@ -125,7 +125,7 @@ int csandbox_launcher_main(int argc, char **argv) {
     }
     // Host root's supplementary groups would follow init into the space (setgroups is denied there).
     if (geteuid() == 0 && setgroups(0, NULL) < 0) {
-        csandbox_fail("setgroups", errno, "drop supplementary groups");
+        csandbox_fail("drop_groups", errno, "drop supplementary groups");
     }
 
     int release[2];

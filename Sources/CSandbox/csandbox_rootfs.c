@@ -156,8 +156,8 @@ static void csandbox_write_etc(const char *hostname) {
     }
 }
 
-/// `/proc/self/fd/N`: the mount source for a descriptor the engine opened on a path this process may not be
-/// able to reach (a host directory under /root is mode 0700 to the space's unprivileged id).
+/// `/proc/self/fd/N`: the mount source for one of the engine's descriptors (after csandbox_adopt_descriptor),
+/// so that the mount never walks a path the space's unprivileged id could not traverse (a 0700 /root).
 static void csandbox_fd_source(char *buffer, size_t size, int fd) {
     snprintf(buffer, size, "/proc/self/fd/%d", fd);
 }

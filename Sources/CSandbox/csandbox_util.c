@@ -57,8 +57,8 @@ int csandbox_write_all(int fd, const void *buffer, size_t length) {
     return 0;
 }
 
-/// Calls `action` for every open descriptor >= `first` other than the listing's own, using /proc/self/fd:
-/// the fallback for kernels before close_range (5.9) or its CLOEXEC flag (5.11).
+/// Closes (or, with `set_cloexec`, marks close-on-exec) every open descriptor >= `first` that is not in `keep`,
+/// listing them from /proc/self/fd: the fallback for kernels before close_range (5.9) or its CLOEXEC flag (5.11).
 static int csandbox_each_open_fd(int first, const int *keep, size_t keep_count, bool set_cloexec) {
     DIR *directory = opendir("/proc/self/fd");
     if (directory == NULL) {

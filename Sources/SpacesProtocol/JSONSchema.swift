@@ -42,11 +42,21 @@ public struct JSONSchemaValidator: Sendable {
     /// How many schema evaluations may nest (each `$ref`, applicator and child value counts one).
     public static let maximumDepth = 384
 
-    private let compiled: CompiledPatterns
+    private let prepared: PreparedDocument
+    /// What each `$ref` of the document resolves to, looked up once rather than at every use.
+    private var targets: [String: JSONValue] = [:]
+    /// The `const` discriminators (see ``constProperties(of:)``) of the schema each `$ref` of the document names.
+    private var discriminators: [String: [String: JSONValue]] = [:]
 
     public init(document: JSONValue) {
         self.document = document
-        self.compiled = CompiledPatterns(document: document)
+        self.prepared = PreparedDocument(document: document)
+        for reference in prepared.references {
+            targets[reference] = resolve(reference)
+        }
+        for reference in prepared.references {
+            discriminators[reference] = constProperties(of: .object(["$ref": .string(reference)]))
+        }
     }
 
     /// The violations of `instance` against the schema at `pointer` (`#`, `#/$defs/Space`, or a `$anchor` as
@@ -75,6 +85,7 @@ public struct JSONSchemaValidator: Sendable {
     /// Accepts `#`, `#/json/pointer` (each token `~1` → `/`, `~0` → `~`, after percent-decoding), `#anchor`,
     /// and either of those prefixed by the document's `$id` (or the last component of its path).
     public func resolve(_ reference: String) -> JSONValue? {
+        if let target = targets[reference] { return target }
         guard let hash = reference.firstIndex(of: "#") else {
             // Not a ternary: `nil` there would become `JSONValue.null`, a schema, rather than "no schema".
             guard refersToThisDocument(reference) else { return nil }
@@ -90,7 +101,7 @@ public struct JSONSchemaValidator: Sendable {
             }
             return value(at: tokens)
         }
-        return compiled.anchors[fragment].flatMap(value(at:))
+        return prepared.anchors[fragment].flatMap(value(at:))
     }
 
     /// The value that a JSON pointer's unescaped tokens lead to in the document.
@@ -121,8 +132,45 @@ public struct JSONSchemaValidator: Sendable {
     }
 
     fileprivate func regex(_ pattern: String) -> Regex<AnyRegexOutput>? {
-        if let regex = compiled.regexes[pattern] { return regex }
-        return CompiledPatterns.compile(pattern)
+        if let regex = prepared.regexes[pattern] { return regex }
+        return PreparedDocument.compile(pattern)
+    }
+
+    /// The schema a branch stands for: itself, or what its `$ref` chain (with no other keywords) leads to.
+    fileprivate func target(of schema: JSONValue) -> JSONValue {
+        var current = schema
+        var seen: Set<String> = []
+        while let reference = current["$ref"]?.stringValue, current.objectValue?.count == 1,
+            seen.insert(reference).inserted, let next = resolve(reference)
+        {
+            current = next
+        }
+        return current
+    }
+
+    /// The properties a schema pins to one value (`const`, or a one-value `enum`), looking through `$ref` and
+    /// one level of `allOf`: the discriminators of a tagged union's branch (`kind`, `type`).
+    fileprivate func constProperties(of schema: JSONValue) -> [String: JSONValue] {
+        if case .object(let keywords) = schema, keywords.count == 1, let reference = keywords["$ref"]?.stringValue,
+            let cached = discriminators[reference]
+        {
+            return cached
+        }
+        let resolved = target(of: schema)
+        var parts = [resolved]
+        parts += resolved["allOf"]?.arrayValue?.map { target(of: $0) } ?? []
+        var table: [String: JSONValue] = [:]
+        for part in parts {
+            for (key, property) in part["properties"]?.objectValue ?? [:] {
+                let property = target(of: property)
+                if let value = property["const"] {
+                    table[key] = value
+                } else if let values = property["enum"]?.arrayValue, values.count == 1 {
+                    table[key] = values[0]
+                }
+            }
+        }
+        return table
     }
 }
 
@@ -586,12 +634,22 @@ private struct Evaluation {
                 violations.append(schemaError(at: path, "'\(keyword)' must be a non-empty array of schemas"))
                 continue
             }
-            let results = branches.map { branch -> [SchemaViolation] in
-                evaluate(branch, instance, at: path, references: references, depth: depth + 1)
+            // In a tagged union only the branches whose discriminators match can pass: evaluate those first, and
+            // the others only when none passes and the answer needs every branch's reasons.
+            let candidates = candidateBranches(branches, instance)
+            var results: [[SchemaViolation]?] = Array(repeating: nil, count: branches.count)
+            for index in candidates ?? Array(branches.indices) {
+                results[index] = evaluate(branches[index], instance, at: path, references: references, depth: depth + 1)
             }
-            let passing = results.indices.filter { results[$0].isEmpty }
-            if passing.isEmpty {
-                violations += explainNoMatch(branches, results, instance, at: path)
+            let passing = results.indices.filter { results[$0]?.isEmpty == true }
+            if passing.isEmpty, let candidates, candidates.count == 1 {
+                violations += results[candidates[0]]!
+            } else if passing.isEmpty {
+                let all = branches.indices.map { index in
+                    results[index]
+                        ?? evaluate(branches[index], instance, at: path, references: references, depth: depth + 1)
+                }
+                violations += explainNoMatch(branches, all, instance, at: path)
             } else if keyword == "oneOf", passing.count > 1 {
                 let names = passing.map { branchName(branches[$0], $0) }
                 violations.append(
@@ -623,6 +681,18 @@ private struct Evaluation {
         return violations
     }
 
+    /// The branches of an `anyOf`/`oneOf` that can match an object, judged by the `const` properties every branch
+    /// pins (`kind`, `type`): a branch whose pinned value differs from the object's cannot pass. Nil when the
+    /// branches have no common discriminator, the object lacks one, or no branch fits.
+    private func candidateBranches(_ branches: [JSONValue], _ instance: JSONValue) -> [Int]? {
+        guard case .object(let members) = instance else { return nil }
+        let tables = branches.map { validator.constProperties(of: $0) }
+        let common = tables.dropFirst().reduce(Set(tables[0].keys)) { $0.intersection($1.keys) }
+        guard !common.isEmpty, common.allSatisfy({ members[$0] != nil }) else { return nil }
+        let candidates = branches.indices.filter { index in common.allSatisfy { members[$0] == tables[index][$0] } }
+        return candidates.isEmpty ? nil : candidates
+    }
+
     /// Explains why no branch of an `anyOf`/`oneOf` matched, as precisely as the branches allow.
     ///
     /// 1. Branches that tell themselves apart by `const` properties (`kind`, `type`): when exactly one
@@ -634,7 +704,7 @@ private struct Evaluation {
     private func explainNoMatch(
         _ branches: [JSONValue], _ results: [[SchemaViolation]], _ instance: JSONValue, at path: String
     ) -> [SchemaViolation] {
-        let discriminators = branches.map { constProperties(of: $0) }
+        let discriminators = branches.map { validator.constProperties(of: $0) }
         let common = discriminators.dropFirst().reduce(Set(discriminators[0].keys)) { $0.intersection($1.keys) }
         if !common.isEmpty, case .object(let members) = instance {
             let keys = common.sorted()
@@ -705,48 +775,16 @@ private struct Evaluation {
     }
 
     private func branchName(_ branch: JSONValue, _ index: Int) -> String {
-        if let title = target(of: branch)["title"]?.stringValue { return title }
+        if let title = validator.target(of: branch)["title"]?.stringValue { return title }
         if let reference = branch["$ref"]?.stringValue, let last = reference.split(separator: "/").last {
             return String(last)
         }
         return "alternative \(index + 1)"
     }
 
-    /// The schema a branch stands for: itself, or what its `$ref` chain (with no other keywords) leads to.
-    private func target(of schema: JSONValue) -> JSONValue {
-        var current = schema
-        var seen: Set<String> = []
-        while let reference = current["$ref"]?.stringValue, current.objectValue?.count == 1,
-            seen.insert(reference).inserted, let next = validator.resolve(reference)
-        {
-            current = next
-        }
-        return current
-    }
-
-    /// The properties a schema pins to one value (`const`, or a one-value `enum`), looking through `$ref`
-    /// and one level of `allOf`.
-    private func constProperties(of schema: JSONValue) -> [String: JSONValue] {
-        let resolved = target(of: schema)
-        var parts = [resolved]
-        parts += resolved["allOf"]?.arrayValue?.map { target(of: $0) } ?? []
-        var table: [String: JSONValue] = [:]
-        for part in parts {
-            for (key, property) in part["properties"]?.objectValue ?? [:] {
-                let property = target(of: property)
-                if let value = property["const"] {
-                    table[key] = value
-                } else if let values = property["enum"]?.arrayValue, values.count == 1 {
-                    table[key] = values[0]
-                }
-            }
-        }
-        return table
-    }
-
     /// The type names a schema declares (through `$ref`), or nil when it declares none.
     private func declaredTypes(of schema: JSONValue) -> [String]? {
-        switch target(of: schema)["type"] {
+        switch validator.target(of: schema)["type"] {
         case .string(let name): [name]
         case .array(let values): values.compactMap(\.stringValue)
         default: nil
@@ -832,28 +870,36 @@ private func hexValue(_ byte: UInt8) -> UInt8? {
     }
 }
 
-// MARK: - Precompiled patterns and anchors
+// MARK: - Precompiled patterns, anchors and references
 
-/// Every regular expression and `$anchor` of a schema document, prepared once when the validator is made.
+/// Every regular expression, `$anchor` and `$ref` of a schema document, found once when the validator is made.
 ///
 /// `@unchecked Sendable`: both tables are immutable after `init`. `Regex` is not declared `Sendable` only
 /// because of its generic output type; matching does not mutate it except for lowering its program on first
 /// use, which `init` forces (by matching once) before the regex can be seen by another thread.
-private final class CompiledPatterns: @unchecked Sendable {
+private final class PreparedDocument: @unchecked Sendable {
     let regexes: [String: Regex<AnyRegexOutput>]
     /// Each `$anchor` name with the JSON pointer tokens of the schema that declares it.
     let anchors: [String: [String]]
+    /// Every distinct `$ref` value.
+    let references: Set<String>
 
     init(document: JSONValue) {
-        var patterns: Set<String> = []
-        var anchors: [String: [String]] = [:]
-        Self.collect(document, tokens: [], patterns: &patterns, anchors: &anchors)
+        var found = Found()
+        Self.collect(document, tokens: [], into: &found)
         var regexes: [String: Regex<AnyRegexOutput>] = [:]
-        for pattern in patterns {
+        for pattern in found.patterns {
             if let regex = Self.compile(pattern) { regexes[pattern] = regex }
         }
         self.regexes = regexes
-        self.anchors = anchors
+        self.anchors = found.anchors
+        self.references = found.references
+    }
+
+    private struct Found {
+        var patterns: Set<String> = []
+        var anchors: [String: [String]] = [:]
+        var references: Set<String> = []
     }
 
     /// Compiles an ECMA-262-style pattern: Unicode-scalar semantics, ASCII-only `\d` and `\w`.
@@ -864,20 +910,21 @@ private final class CompiledPatterns: @unchecked Sendable {
         return configured
     }
 
-    private static func collect(
-        _ value: JSONValue, tokens: [String], patterns: inout Set<String>, anchors: inout [String: [String]]
-    ) {
+    private static func collect(_ value: JSONValue, tokens: [String], into found: inout Found) {
         switch value {
         case .object(let members):
-            if let pattern = members["pattern"]?.stringValue { patterns.insert(pattern) }
-            if let table = members["patternProperties"]?.objectValue { patterns.formUnion(table.keys) }
-            if let anchor = members["$anchor"]?.stringValue, anchors[anchor] == nil { anchors[anchor] = tokens }
+            if let pattern = members["pattern"]?.stringValue { found.patterns.insert(pattern) }
+            if let table = members["patternProperties"]?.objectValue { found.patterns.formUnion(table.keys) }
+            if let reference = members["$ref"]?.stringValue { found.references.insert(reference) }
+            if let anchor = members["$anchor"]?.stringValue, found.anchors[anchor] == nil {
+                found.anchors[anchor] = tokens
+            }
             for (key, member) in members {
-                collect(member, tokens: tokens + [key], patterns: &patterns, anchors: &anchors)
+                collect(member, tokens: tokens + [key], into: &found)
             }
         case .array(let elements):
             for (index, element) in elements.enumerated() {
-                collect(element, tokens: tokens + [String(index)], patterns: &patterns, anchors: &anchors)
+                collect(element, tokens: tokens + [String(index)], into: &found)
             }
         default:
             break

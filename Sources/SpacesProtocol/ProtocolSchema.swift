@@ -73,24 +73,25 @@ public struct ProtocolSchema: Sendable {
         return violations
     }
 
-    /// The violations of a response: an error response against `$defs/ErrorResponse` (or, for a method the
-    /// client serves, `$defs/ClientErrorResponse`); a success response against `$defs/SuccessResponse` and,
-    /// when `method` is given, its result against the method's result definition.
+    /// The violations of a response to a request for `method` (nil when unknown or unreadable).
+    ///
+    /// An error response is checked against `$defs/ErrorResponse`, or `$defs/ClientErrorResponse` for a method
+    /// the client serves; its method may be any, known or not (`-32601` answers unknown ones). A success
+    /// response is checked against `$defs/SuccessResponse` and, when `method` is given, its result against the
+    /// method's result definition; a success for a method the protocol does not define is a violation.
     public func validateResponse(_ message: JSONValue, method: String?) -> [SchemaViolation] {
         guard case .object(let members) = message else {
             return [SchemaViolation(instancePath: "", message: "expected a response object, got \(message.typeName)")]
         }
-        var entry: Entry?
-        if let method {
-            entry = methodTable[method]
-            if entry == nil { return [unknown("", method, known: methods)] }
-        }
+        let entry = method.flatMap { methodTable[$0] }
         if members["error"] != nil {
             let definition = entry?.direction == "engine-to-client" ? "ClientErrorResponse" : "ErrorResponse"
             return validator.validate(message, schemaAt: "#/$defs/\(definition)")
         }
         var violations = validator.validate(message, schemaAt: "#/$defs/SuccessResponse")
-        if let result = members["result"], let pointer = entry?.result {
+        if let method, entry == nil {
+            violations.append(unknown("", method, known: methods))
+        } else if let result = members["result"], let pointer = entry?.result {
             violations += validator.validate(result, schemaAt: pointer, instancePath: "result")
         }
         return violations

@@ -75,8 +75,7 @@ public enum Sandbox {
         childEnds.append(lifeline.read)
         engineEnds.append(lifeline.write)
 
-        let layout = LauncherDescriptors(bindCount: bindSources.count)
-        var arguments = launcherArguments(spec, layout: layout)
+        var arguments = launcherArguments(spec)
         adjust(&arguments)
         var inherited: [(source: Int32, targets: [Int32])] = [
             (STDERR_FILENO, [STDOUT_FILENO, STDERR_FILENO]),
@@ -87,7 +86,7 @@ public enum Sandbox {
             (lifeline.read, [LauncherDescriptors.lifeline]),
         ]
         for (index, fd) in bindSources.enumerated() {
-            inherited.append((fd, [layout.bind(index)]))
+            inherited.append((fd, [LauncherDescriptors.bind(index)]))
         }
         let monitor = try spawn(launcher, arguments: arguments, inheriting: inherited)
         childEnds.forEach(closeDescriptor)
@@ -105,10 +104,9 @@ public enum Sandbox {
         closeDescriptor(status.read)
         engineEnds.removeAll { $0 == status.read }
 
-        let process: SandboxProcess
+        let lifecycle = SpaceLifecycle(monitorPID: monitor, lifelineFD: lifeline.write)
         do {
-            process = try SandboxProcess(
-                monitorPID: monitor, requestFD: request.write, responseFD: response.read, lifelineFD: lifeline.write)
+            try lifecycle.startReaper()
         } catch {
             sendSignal(SIGTERM, to: monitor)
             var waitStatus: Int32 = 0
@@ -116,6 +114,8 @@ public enum Sandbox {
             throw error
         }
         launched = true
+        let process = SandboxProcess(
+            monitorPID: monitor, requestFD: request.write, responseFD: response.read, lifecycle: lifecycle)
         let elapsed = clock.now - start
         logger.debug(
             "space started",
@@ -182,7 +182,7 @@ public enum Sandbox {
     }
 
     /// The launcher's command line for `spec` (docs/SANDBOX.md, "The launcher's command line").
-    static func launcherArguments(_ spec: SandboxSpec, layout: LauncherDescriptors) -> [String] {
+    static func launcherArguments(_ spec: SandboxSpec) -> [String] {
         var arguments = [
             "--uid", String(spec.hostUID), "--gid", String(spec.hostGID),
             "--hostname", spec.hostname,
@@ -193,7 +193,7 @@ public enum Sandbox {
             "--cwd", spec.workingDirectory,
         ]
         for (index, bind) in spec.readOnlyBinds.enumerated() {
-            arguments += ["--bind-ro-fd", "\(layout.bind(index)):\(bind.insidePath)"]
+            arguments += ["--bind-ro-fd", "\(LauncherDescriptors.bind(index)):\(bind.insidePath)"]
         }
         for key in spec.environment.keys.sorted() {
             arguments += ["--env", "\(key)=\(spec.environment[key]!)"]
@@ -303,7 +303,7 @@ public enum Sandbox {
 
 /// Where the launcher finds each inherited descriptor. 0-4 are the worker's (docs/SANDBOX.md); the others are
 /// fixed numbers from 5 up, so the command line can name them.
-struct LauncherDescriptors {
+enum LauncherDescriptors {
     static let request: Int32 = 3
     static let response: Int32 = 4
     static let workspace: Int32 = 5
@@ -311,9 +311,8 @@ struct LauncherDescriptors {
     static let lifeline: Int32 = 7
     static let firstBind: Int32 = 8
 
-    let bindCount: Int
-
-    func bind(_ index: Int) -> Int32 {
-        Self.firstBind + Int32(index)
+    /// The descriptor of the read-only bind at `index` in the spec.
+    static func bind(_ index: Int) -> Int32 {
+        firstBind + Int32(index)
     }
 }

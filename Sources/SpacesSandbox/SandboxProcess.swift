@@ -28,13 +28,12 @@ public final class SandboxProcess: Sendable {
     public let responseFD: Int32
     private let lifecycle: SpaceLifecycle
 
-    /// Takes ownership of the three descriptors and starts the thread that reaps the monitor.
-    init(monitorPID: pid_t, requestFD: Int32, responseFD: Int32, lifelineFD: Int32) throws(SandboxError) {
+    /// Takes ownership of the two pipe ends and of `lifecycle` (whose reaper thread is already running).
+    init(monitorPID: pid_t, requestFD: Int32, responseFD: Int32, lifecycle: SpaceLifecycle) {
         self.monitorPID = monitorPID
         self.requestFD = requestFD
         self.responseFD = responseFD
-        self.lifecycle = SpaceLifecycle(monitorPID: monitorPID, lifelineFD: lifelineFD)
-        try lifecycle.startReaper()
+        self.lifecycle = lifecycle
     }
 
     deinit {

@@ -3,7 +3,10 @@
 public struct SandboxSpec: Sendable, Hashable {
     /// A host file or directory shown read-only inside the space, such as the Bun binary or the worker script.
     public struct ReadOnlyBind: Sendable, Hashable {
-        /// The host path. The engine opens it itself, so the space's id need not be able to reach it.
+        /// The host path. The engine opens it, and the launcher reopens it while still running as the engine's
+        /// host user, so the space's own id need not be able to reach it (Bun under /root works). The engine's
+        /// user must be able to: when it is root, that means through the directories' owner, group or other
+        /// bits, since the launcher's root has no DAC override there.
         public var hostPath: String
         /// Where it appears inside the space: absolute, normalised, and not under `/usr`, `/workspace`, `/tmp`,
         /// `/dev` or `/proc` (the launcher mounts those itself).
@@ -17,7 +20,8 @@ public struct SandboxSpec: Sendable, Hashable {
 
     /// The space's host name (`hostname`, `/etc/hostname`, `/etc/hosts`): 1-64 letters, digits, `-` or `.`.
     public var hostname: String
-    /// The host directory bound read-write at `/workspace`. It must be owned by `hostUID`.
+    /// The host directory bound read-write at `/workspace`. It must be owned by `hostUID`; like a bind's host
+    /// path, only the engine's user needs to reach it.
     public var workspacePath: String
     /// The host user id the space's root maps to. When the engine runs as root this is an unprivileged id of
     /// its choosing (never 0); otherwise it must be the engine's own uid.

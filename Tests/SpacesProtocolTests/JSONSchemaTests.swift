@@ -28,6 +28,12 @@ private let discriminated = """
      "oneOf": [{"$ref": "#/$defs/A"}, {"$ref": "#/$defs/B"}]}
     """
 
+/// A tagged union whose tag is optional: a value without `kind` may match the first branch.
+private let optionalTag = """
+    {"oneOf": [{"properties": {"kind": {"const": "a"}}},
+               {"properties": {"kind": {"const": "b"}}, "required": ["kind", "x"]}]}
+    """
+
 private let exclusive = """
     {"oneOf": [{"title": "argv", "required": ["argv"]}, {"title": "command", "required": ["command"]}]}
     """
@@ -191,6 +197,10 @@ let schemaCases: [SchemaCase] = [
         [#"kind: missing required property 'kind' (one of "a", "b")"#]),
     SchemaCase("oneOf discriminated on a non-object", discriminated, "[]", ["expected object, got array"]),
     SchemaCase("oneOf discriminated, valid", discriminated, #"{"kind": "a", "x": "s"}"#),
+    SchemaCase("oneOf with an optional tag, tag absent", optionalTag, "{}"),
+    SchemaCase("oneOf with an optional tag, tag a", optionalTag, #"{"kind": "a", "x": 1}"#),
+    SchemaCase(
+        "oneOf with an optional tag, tag b", optionalTag, #"{"kind": "b"}"#, ["x: missing required property 'x'"]),
     SchemaCase(
         "oneOf without discriminators lists the alternatives", exclusive, "{}",
         [

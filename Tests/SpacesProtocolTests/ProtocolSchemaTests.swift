@@ -157,7 +157,7 @@ private let validResponses: [(method: String?, json: String)] = [
     ("spaces/list", #"{"jsonrpc": "2.0", "id": 4, "result": {"spaces": [\#(space), \#(space)]}}"#),
     (
         "spaces/get",
-        #"{"jsonrpc": "2.0", "id": 5, "result": \#(space.dropLast()), "stats": {"operations": 3, "batches": 1, "lastSeq": 9, "workerStarts": 1, "workerRunning": true}}}"#
+        #"{"jsonrpc": "2.0", "id": 5, "result": \#(space.dropLast()), "stats": {"operations": 3, "batches": 1, "lastSeq": 9, "workerStarts": 1, "workerRunning": true, "bytes": 120, "processes": 1}}}"#
     ),
     (
         "spaces/destroy",
@@ -205,6 +205,11 @@ private let validResponses: [(method: String?, json: String)] = [
         #"{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "invalid JSON at byte 3", "data": {"hint": "send one JSON value per line"}}}"#
     ),
     ("capabilities/invoke", #"{"jsonrpc": "2.0", "id": "e-1", "result": [{"id": 1}]}"#),
+    (
+        "spaces/frobnicate",
+        #"{"jsonrpc": "2.0", "id": 3, "error": {"code": -32601, "message": "unknown method 'spaces/frobnicate'", "data": {"hint": "check the spelling", "field": "method"}}}"#
+    ),
+    ("spaces/list", #"{"jsonrpc": "2.0", "id": null, "result": {"spaces": []}}"#),
     ("capabilities/invoke", #"{"jsonrpc": "2.0", "id": "e-1", "error": {"code": 17, "message": "CRM is down"}}"#),
 ]
 

@@ -10,16 +10,15 @@ import Testing
 private typealias Support = SpaceTestSupport
 
 /// Real spaces, started through the real launcher, observed from inside (what the space's shell reports) and
-/// from the host (file owners, host processes). All need root and user namespaces, and fail without them.
-@Suite("Spaces (need root and user namespaces)")
+/// from the host (file owners, host processes). All need user namespaces (root, as in CI, or unprivileged
+/// ones allowed) and fail without them.
+@Suite("Spaces (need user namespaces)")
 struct SandboxLaunchTests {
-    @Test("a space's shell is pid 2 under init, root inside, and sees only what was bound (needs root)")
-    func spaceIsolatesProcessesUsersAndFilesAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("a space's shell is pid 2 under init, root inside, and sees only what was bound (needs user namespaces)")
+    func spaceIsolatesProcessesUsersAndFilesInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
         let script = """
             r=/workspace/report
             echo "pid=$$" > $r
@@ -48,13 +47,13 @@ struct SandboxLaunchTests {
             if ls /proc/1/fd >/dev/null 2>&1; then echo initfds=visible; else echo initfds=hidden; fi >> $r
             """
         let space = try Sandbox.launch(
-            Support.shellSpec(script, hostID: id, workspace: workspace), launcherPath: launcher)
+            host.spec(script), launcherPath: launcher)
         let code = await space.waitForExit()
         #expect(code == 0)
-        let report = Support.keyValues(try String(contentsOfFile: workspace + "/report", encoding: .utf8))
+        let report = Support.keyValues(try String(contentsOfFile: host.workspace + "/report", encoding: .utf8))
         #expect(report["pid"] == "2")
         #expect(report["init"] == "spaces-launcher")
-        #expect(report["hostname"] == "space-\(id)")
+        #expect(report["hostname"] == host.name)
         #expect(report["uid"] == "0")
         #expect(report["gid"] == "0")
         #expect(report["user"] == "root")
@@ -78,16 +77,15 @@ struct SandboxLaunchTests {
         #expect(report["cwd"] == "/workspace")
         #expect(report["groups"] == "0", "no supplementary group of the engine's follows it in")
         #expect(report["initfds"] == "hidden", "init's descriptors (the lifeline) are out of the space's reach")
-        #expect(Support.ownerUID(workspace + "/created") == id, "files made inside belong to the mapped host id")
+        #expect(
+            Support.ownerUID(host.workspace + "/created") == host.uid, "files made inside belong to the mapped host id")
     }
 
-    @Test("a space has a working loopback and no route out (needs root)")
-    func networkHasOnlyLoopbackAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("a space has a working loopback and no route out (needs user namespaces)")
+    func networkHasOnlyLoopbackInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
         // bash's /dev/tcp does a plain connect(2). With loopback up, a closed local port is refused at once;
         // the outside world is unreachable at once (no route), not after a timeout.
         let script = """
@@ -97,7 +95,7 @@ struct SandboxLaunchTests {
             bash -c 'exec 3<>/dev/tcp/127.0.0.1/9' 2>&1 | grep -q refused && echo loopback=up >&4
             """
         let space = try Sandbox.launch(
-            Support.shellSpec(script, hostID: id, workspace: workspace), launcherPath: launcher)
+            host.spec(script), launcherPath: launcher)
         let report = Support.keyValues(Support.readToEnd(space.responseFD))
         #expect(await space.waitForExit() == 0)
         #expect(report["outside"] == "failed")
@@ -105,13 +103,11 @@ struct SandboxLaunchTests {
         #expect(report["loopback"] == "up")
     }
 
-    @Test("the worker gets exactly the given environment and descriptors 0-4 (needs root)")
-    func workerGetsExactlyItsEnvironmentAndDescriptorsAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("the worker gets exactly the given environment and descriptors 0-4 (needs user namespaces)")
+    func workerGetsExactlyItsEnvironmentAndDescriptorsInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
         // The environ of pid 2 is what execve received. A background `sleep` inherits the shell's descriptors
         // untouched by any redirection, so its fd directory shows what the worker was given.
         let script = """
@@ -121,24 +117,22 @@ struct SandboxLaunchTests {
             kill $s
             """
         let environment = ["PATH": "/usr/bin:/bin", "HOME": "/tmp", "SPACES_TEST": "a b=c"]
-        let spec = Support.shellSpec(script, hostID: id, workspace: workspace, environment: environment)
+        let spec = host.spec(script, environment: environment)
         let space = try Sandbox.launch(spec, launcherPath: launcher)
         #expect(await space.waitForExit() == 0)
-        let environ = try String(contentsOfFile: workspace + "/environ", encoding: .utf8)
+        let environ = try String(contentsOfFile: host.workspace + "/environ", encoding: .utf8)
         #expect(environ.split(separator: "\n").sorted() == ["HOME=/tmp", "PATH=/usr/bin:/bin", "SPACES_TEST=a b=c"])
-        let fds = try String(contentsOfFile: workspace + "/fds", encoding: .utf8)
+        let fds = try String(contentsOfFile: host.workspace + "/fds", encoding: .utf8)
         #expect(fds.trimmingCharacters(in: .whitespaces) == "0 1 2 3 4")
     }
 
-    @Test("requests reach the worker's fd 3 and its fd 4 reaches the engine (needs root)")
-    func pipesConnectEngineAndWorkerAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("requests reach the worker's fd 3 and its fd 4 reaches the engine (needs user namespaces)")
+    func pipesConnectEngineAndWorkerInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
         let space = try Sandbox.launch(
-            Support.shellSpec("read line <&3; echo \"got $line\" >&4", hostID: id, workspace: workspace),
+            host.spec("read line <&3; echo \"got $line\" >&4"),
             launcherPath: launcher)
         let request = Array("ping\n".utf8)
         #expect(request.withUnsafeBytes { write(space.requestFD, $0.baseAddress, $0.count) } == request.count)
@@ -146,33 +140,29 @@ struct SandboxLaunchTests {
         #expect(await space.waitForExit() == 0)
     }
 
-    @Test("a worker's exit code and a signal that killed it become the space's exit code (needs root)")
-    func exitCodesPropagateAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("a worker's exit code and a signal that killed it become the space's exit code (needs user namespaces)")
+    func exitCodesPropagateInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
         let exits = try Sandbox.launch(
-            Support.shellSpec("exit 42", hostID: id, workspace: workspace), launcherPath: launcher)
+            host.spec("exit 42"), launcherPath: launcher)
         #expect(await exits.waitForExit() == 42)
         #expect(await exits.waitForExit() == 42, "the exit code is cached")
         let killed = try Sandbox.launch(
-            Support.shellSpec("kill -9 $$", hostID: id, workspace: workspace), launcherPath: launcher)
+            host.spec("kill -9 $$"), launcherPath: launcher)
         #expect(await killed.waitForExit() == 128 + SIGKILL)
     }
 
-    @Test("kill() ends every process of the space before waitForExit() returns (needs root)")
-    func killEndsEveryProcessAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("kill() ends every process of the space before waitForExit() returns (needs user namespaces)")
+    func killEndsEveryProcessInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
-        let marker = "1000.\(id)1"
+        let marker = host.marker
         let space = try Sandbox.launch(
-            Support.shellSpec(
-                "sleep \(marker) & sleep \(marker) & echo ready >&4; wait", hostID: id, workspace: workspace),
+            host.spec(
+                "sleep \(marker) & sleep \(marker) & echo ready >&4; wait"),
             launcherPath: launcher)
         #expect(Support.readUntil(space.responseFD) { $0.contains("ready") }.contains("ready"))
         #expect(await Support.waitForHostPIDs(withArgument: marker, count: 2), "the space's sleeps run on the host")
@@ -184,16 +174,14 @@ struct SandboxLaunchTests {
         space.kill()  // after the exit: no signal to a pid that may have been reused
     }
 
-    @Test("the lifeline reaching end-of-file ends the space, as when the engine dies (needs root)")
-    func lifelineEndOfFileEndsTheSpaceAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("the lifeline reaching end-of-file ends the space, as when the engine dies (needs user namespaces)")
+    func lifelineEndOfFileEndsTheSpaceInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
-        let marker = "1000.\(id)2"
+        let marker = host.marker
         let space = try Sandbox.launch(
-            Support.shellSpec("sleep \(marker) & echo ready >&4; wait", hostID: id, workspace: workspace),
+            host.spec("sleep \(marker) & echo ready >&4; wait"),
             launcherPath: launcher)
         #expect(Support.readUntil(space.responseFD) { $0.contains("ready") }.contains("ready"))
         #expect(await Support.waitForHostPIDs(withArgument: marker, count: 1))
@@ -202,17 +190,15 @@ struct SandboxLaunchTests {
         #expect(Support.hostPIDs(withArgument: marker).isEmpty)
     }
 
-    @Test("dropping the last reference to a space ends it (needs root)")
-    func droppingTheHandleEndsTheSpaceAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("dropping the last reference to a space ends it (needs user namespaces)")
+    func droppingTheHandleEndsTheSpaceInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
-        let marker = "1000.\(id)3"
+        let marker = host.marker
         do {
             let space = try Sandbox.launch(
-                Support.shellSpec("sleep \(marker) & echo ready >&4; wait", hostID: id, workspace: workspace),
+                host.spec("sleep \(marker) & echo ready >&4; wait"),
                 launcherPath: launcher)
             #expect(Support.readUntil(space.responseFD) { $0.contains("ready") }.contains("ready"))
             #expect(await Support.waitForHostPIDs(withArgument: marker, count: 1))
@@ -220,27 +206,27 @@ struct SandboxLaunchTests {
         #expect(await Support.waitForHostPIDs(withArgument: marker, count: 0))
     }
 
-    @Test("a read-only bind from a directory the space's id cannot reach is readable, not writable (needs root)")
-    func readOnlyBindFromPrivateDirectoryAsRoot() async throws {
-        try Support.requireRoot()
+    @Test(
+        "a read-only bind from a directory the space's id cannot reach is readable, not writable (needs user namespaces)"
+    )
+    func readOnlyBindFromPrivateDirectoryInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
-        // mkdtemp makes a 0700 root-owned directory: the mapped id cannot traverse it, like /root.
-        let privateDirectory = try Support.makeWorkspace(owner: 0)
-        defer { Support.removeWorkspace(privateDirectory) }
+        // A 0700 directory of the engine's user: when that is root, the mapped id cannot traverse it, like /root.
+        let privateDirectory = try Support.makeDirectory(owner: 0, group: 0)
+        defer { Support.removeDirectory(privateDirectory) }
         #expect(chmod(privateDirectory, 0o700) == 0)
         try "secret-free content\n".write(toFile: privateDirectory + "/tool.txt", atomically: false, encoding: .utf8)
         try FileManager.default.createDirectory(atPath: privateDirectory + "/lib", withIntermediateDirectories: false)
         try "x\n".write(toFile: privateDirectory + "/lib/a", atomically: false, encoding: .utf8)
-        var spec = Support.shellSpec(
+        var spec = host.spec(
             """
             cat /opt/spaces/tool.txt >&4
             ls /opt/spaces/lib >&4
             if (echo y > /opt/spaces/tool.txt) 2>/dev/null; then echo bind=writable; else echo bind=readonly; fi >&4
             if touch /opt/spaces/lib/b 2>/dev/null; then echo dir=writable; else echo dir=readonly; fi >&4
-            """, hostID: id, workspace: workspace)
+            """)
         spec.readOnlyBinds = [
             .init(hostPath: privateDirectory + "/tool.txt", insidePath: "/opt/spaces/tool.txt"),
             .init(hostPath: privateDirectory + "/lib", insidePath: "/opt/spaces/lib"),
@@ -251,23 +237,21 @@ struct SandboxLaunchTests {
         #expect(output == "secret-free content\na\nbind=readonly\ndir=readonly\n")
     }
 
-    @Test("Bun runs inside a space from a read-only bind (needs root and Bun)")
-    func bunRunsInsideASpaceAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("Bun runs inside a space from a read-only bind (needs user namespaces and Bun)")
+    func bunRunsInsideASpaceInSpace() async throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
         let bun = try Support.bunPath()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
-        let scripts = try Support.makeWorkspace(owner: 0)
-        defer { Support.removeWorkspace(scripts) }
+        let scripts = try Support.makeDirectory(owner: 0, group: 0)
+        defer { Support.removeDirectory(scripts) }
         try "console.log(`worker ${process.pid} ${Bun.version}`);\n"
             .write(toFile: scripts + "/worker.ts", atomically: false, encoding: .utf8)
-        var spec = Support.shellSpec(
+        var spec = host.spec(
             """
             /opt/spaces/bin/bun -e 'console.log(1+1)' >&4 2>&1
             /opt/spaces/bin/bun /opt/spaces/worker.ts >&4 2>&1
-            """, hostID: id, workspace: workspace,
+            """,
             environment: ["PATH": "/opt/spaces/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp"])
         spec.readOnlyBinds = [
             .init(hostPath: bun, insidePath: "/opt/spaces/bin/bun"),
@@ -281,47 +265,42 @@ struct SandboxLaunchTests {
         #expect(lines.count == 2 && lines[1].hasPrefix("worker "), "bun output: \(output)")
     }
 
-    @Test("spaces can be launched from many threads at once (needs root)")
-    func concurrentLaunchesAsRoot() async throws {
-        try Support.requireRoot()
+    @Test("spaces can be launched from many threads at once (needs user namespaces)")
+    func concurrentLaunchesInSpace() async throws {
         let launcher = try Support.launcher()
-        let outputs = try await withThrowingTaskGroup(of: (UInt32, String, Int32).self) { group in
+        let outputs = try await withThrowingTaskGroup(of: (String, String, Int32).self) { group in
             for _ in 0..<8 {
                 group.addTask {
-                    let id = Support.freshHostID()
-                    let workspace = try Support.makeWorkspace(owner: id)
-                    defer { Support.removeWorkspace(workspace) }
-                    let space = try Sandbox.launch(
-                        Support.shellSpec("uname -n >&4", hostID: id, workspace: workspace), launcherPath: launcher)
+                    let host = try Support.prepareSpace()
+                    defer { host.remove() }
+                    let space = try Sandbox.launch(host.spec("uname -n >&4"), launcherPath: launcher)
                     let output = Support.readToEnd(space.responseFD)
-                    return (id, output, await space.waitForExit())
+                    return (host.name, output, await space.waitForExit())
                 }
             }
-            var results: [(UInt32, String, Int32)] = []
+            var results: [(String, String, Int32)] = []
             for try await result in group {
                 results.append(result)
             }
             return results
         }
         #expect(outputs.count == 8)
-        for (id, output, code) in outputs {
-            #expect(output == "space-\(id)\n")
+        for (name, output, code) in outputs {
+            #expect(output == "\(name)\n")
             #expect(code == 0)
         }
     }
 }
 
 /// Set-up failures come back as a `SandboxError` naming the step.
-@Suite("Space set-up failures (need root and user namespaces)")
+@Suite("Space set-up failures (need user namespaces)")
 struct SandboxFailureTests {
-    @Test("a program that does not exist fails at step exec (needs root)")
-    func missingProgramFailsAtExecAsRoot() throws {
-        try Support.requireRoot()
+    @Test("a program that does not exist fails at step exec (needs user namespaces)")
+    func missingProgramFailsAtExecInSpace() throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
-        var spec = Support.shellSpec("", hostID: id, workspace: workspace)
+        var spec = host.spec("")
         spec.program = ["/opt/spaces/bin/no-such-program"]
         let error = try #require(throws: SandboxError.self) { try Sandbox.launch(spec, launcherPath: launcher) }
         #expect(error.step == "exec")
@@ -330,14 +309,12 @@ struct SandboxFailureTests {
         #expect(!error.hint.isEmpty)
     }
 
-    @Test("a bad workspace descriptor fails at step bind_workspace (needs root)")
-    func badWorkspaceDescriptorFailsAtBindWorkspaceAsRoot() throws {
-        try Support.requireRoot()
+    @Test("a bad workspace descriptor fails at step bind_workspace (needs user namespaces)")
+    func badWorkspaceDescriptorFailsAtBindWorkspaceInSpace() throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
-        let spec = Support.shellSpec("true", hostID: id, workspace: workspace)
+        let spec = host.spec("true")
         let error = try #require(throws: SandboxError.self) {
             try Sandbox.launch(spec, launcherPath: launcher) { arguments in
                 let option = arguments.firstIndex(of: "--workspace-fd")!
@@ -348,40 +325,37 @@ struct SandboxFailureTests {
         #expect(error.errno == EBADF)
     }
 
-    @Test("a working directory that does not exist inside fails at step chdir (needs root)")
-    func missingWorkingDirectoryFailsAtChdirAsRoot() throws {
-        try Support.requireRoot()
+    @Test("a working directory that does not exist inside fails at step chdir (needs user namespaces)")
+    func missingWorkingDirectoryFailsAtChdirInSpace() throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
-        var spec = Support.shellSpec("true", hostID: id, workspace: workspace)
+        var spec = host.spec("true")
         spec.workingDirectory = "/nowhere"
         let error = try #require(throws: SandboxError.self) { try Sandbox.launch(spec, launcherPath: launcher) }
         #expect(error.step == "chdir")
         #expect(error.errno == ENOENT)
     }
 
-    @Test("the space's root is never mapped to host root (needs root)")
-    func hostRootIsRefusedAsRoot() throws {
-        try Support.requireRoot()
+    @Test("the space's root is never mapped to host root (needs user namespaces)")
+    func hostRootIsRefusedInSpace() throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let workspace = try Support.makeWorkspace(owner: 0)
-        defer { Support.removeWorkspace(workspace) }
-        let spec = Support.shellSpec("true", hostID: 0, workspace: workspace)
+        var spec = host.spec("true")
+        spec.hostUID = 0
+        spec.hostGID = 0
         let error = try #require(throws: SandboxError.self) { try Sandbox.launch(spec, launcherPath: launcher) }
         #expect(error.step == "args")
         #expect(error.errno == EPERM)
     }
 
-    @Test("a bind under a path the launcher owns is refused (needs root)")
-    func bindIntoWorkspaceIsRefusedAsRoot() throws {
-        try Support.requireRoot()
+    @Test("a bind under a path the launcher owns is refused (needs user namespaces)")
+    func bindIntoWorkspaceIsRefusedInSpace() throws {
+        let host = try Support.prepareSpace()
+        defer { host.remove() }
         let launcher = try Support.launcher()
-        let id = Support.freshHostID()
-        let workspace = try Support.makeWorkspace(owner: id)
-        defer { Support.removeWorkspace(workspace) }
-        var spec = Support.shellSpec("true", hostID: id, workspace: workspace)
+        var spec = host.spec("true")
         spec.readOnlyBinds = [.init(hostPath: "/usr/bin/env", insidePath: "/workspace/env")]
         let error = try #require(throws: SandboxError.self) { try Sandbox.launch(spec, launcherPath: launcher) }
         #expect(error.step == "args")
@@ -390,7 +364,9 @@ struct SandboxFailureTests {
 
     @Test("a workspace that does not exist fails before anything is spawned")
     func missingWorkspaceFailsAtOpenWorkspace() throws {
-        let spec = Support.shellSpec("true", hostID: 1_000_000, workspace: "/nonexistent/workspace")
+        let spec = SandboxSpec(
+            hostname: "h", workspacePath: "/nonexistent/workspace", hostUID: 1_000_000, hostGID: 1_000_000,
+            program: ["/bin/true"])
         let error = try #require(throws: SandboxError.self) {
             try Sandbox.launch(spec, launcherPath: "/bin/true")
         }
@@ -400,7 +376,8 @@ struct SandboxFailureTests {
 
     @Test("a launcher that does not exist fails at step spawn")
     func missingLauncherFailsAtSpawn() throws {
-        let spec = Support.shellSpec("true", hostID: 1_000_000, workspace: "/tmp")
+        let spec = SandboxSpec(
+            hostname: "h", workspacePath: "/tmp", hostUID: 1_000_000, hostGID: 1_000_000, program: ["/bin/true"])
         let error = try #require(throws: SandboxError.self) {
             try Sandbox.launch(spec, launcherPath: "/nonexistent/spaces-launcher")
         }
@@ -410,8 +387,8 @@ struct SandboxFailureTests {
 
     @Test("a relative program path is refused by the engine")
     func relativeProgramIsRefused() throws {
-        var spec = Support.shellSpec("true", hostID: 1_000_000, workspace: "/tmp")
-        spec.program = ["sh"]
+        let spec = SandboxSpec(
+            hostname: "h", workspacePath: "/tmp", hostUID: 1_000_000, hostGID: 1_000_000, program: ["sh"])
         let error = try #require(throws: SandboxError.self) { try Sandbox.launch(spec, launcherPath: "/bin/true") }
         #expect(error.step == "spec")
     }

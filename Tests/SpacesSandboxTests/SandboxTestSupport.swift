@@ -8,21 +8,56 @@ import Testing
     import Glibc
 #endif
 
-/// Helpers for tests that start real spaces. They need root (to map the space to an unprivileged host id of
-/// their choosing) and user namespaces; without them they fail with a message saying so, never skip.
+/// Helpers for tests that start real spaces. They need user namespaces, and either root (then each space maps
+/// to its own unprivileged host id, as the engine does) or unprivileged user namespaces (then every space maps
+/// to the test's own uid). Without them they fail with a message saying so; they never skip.
 enum SpaceTestSupport {
-    /// A distinct unprivileged host id per space, so parallel tests never share one.
-    private static let nextID = Atomic<UInt32>(0)
+    /// Numbers each prepared space, so parallel tests never share a name, an id or a marker.
+    private static let serial = Atomic<UInt32>(0)
 
-    static func freshHostID() -> UInt32 {
-        1_000_000 + UInt32(getpid() % 1000) * 1000 + nextID.add(1, ordering: .relaxed).newValue
+    /// The host side of one test space: the ids it maps to, its workspace, and a unique name.
+    struct Host {
+        let uid: UInt32
+        let gid: UInt32
+        /// Unique in this test run; also the space's hostname.
+        let name: String
+        /// A number no other space of this run uses, for `sleep` arguments found again through /proc.
+        let marker: String
+        let workspace: String
+
+        /// A space running `/bin/sh -c script` in this workspace.
+        func spec(
+            _ script: String,
+            environment: [String: String] = ["PATH": "/usr/bin:/bin", "HOME": "/tmp"]
+        ) -> SandboxSpec {
+            SandboxSpec(
+                hostname: name,
+                workspacePath: workspace,
+                hostUID: uid,
+                hostGID: gid,
+                program: ["/bin/sh", "-c", script],
+                environment: environment,
+                tmpSizeBytes: 16 << 20)
+        }
+
+        func remove() {
+            SpaceTestSupport.removeDirectory(workspace)
+        }
     }
 
-    /// Fails the test unless it runs as root, naming what is needed.
-    static func requireRoot() throws {
+    /// Checks that spaces can run here and prepares a workspace owned by the id the space will map to.
+    static func prepareSpace() throws -> Host {
         try #require(
-            geteuid() == 0,
-            "Space tests map the space to an unprivileged host id and must run as root (as they do in CI).")
+            Sandbox.probe().user,
+            "Spaces need user namespaces: run the tests as root (as CI does) or allow unprivileged user namespaces.")
+        let number = serial.add(1, ordering: .relaxed).newValue
+        let privileged = geteuid() == 0
+        let uid = privileged ? 1_000_000 + UInt32(getpid() % 1000) * 1000 + number : geteuid()
+        let gid = privileged ? uid : getegid()
+        let workspace = try makeDirectory(owner: uid, group: gid)
+        return Host(
+            uid: uid, gid: gid, name: "space-\(getpid())-\(number)", marker: "1000.\(getpid())0\(number)",
+            workspace: workspace)
     }
 
     /// The launcher these tests use: SPACES_LAUNCHER, or the one built beside the test bundle.
@@ -32,35 +67,20 @@ enum SpaceTestSupport {
             "spaces-launcher not found: build it (`swift build --product spaces-launcher`) or set SPACES_LAUNCHER.")
     }
 
-    /// A temporary workspace owned by `hostID`, as the engine would prepare it.
-    static func makeWorkspace(owner hostID: UInt32) throws -> String {
+    /// A temporary directory (mode 0755) owned by `owner`/`group`, or by the test's own ids when not root.
+    static func makeDirectory(owner: UInt32 = geteuid(), group: UInt32 = getegid()) throws -> String {
         var template = Array("/tmp/spaces-sandbox-test-XXXXXX".utf8CString)
         let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         let path = String(cString: try #require(created, "mkdtemp failed: errno \(errno)"))
-        try #require(chown(path, hostID, hostID) == 0, "chown \(path) failed: errno \(errno)")
+        if geteuid() == 0 {
+            try #require(chown(path, owner, group) == 0, "chown \(path) failed: errno \(errno)")
+        }
         try #require(chmod(path, 0o755) == 0)
         return path
     }
 
-    static func removeWorkspace(_ path: String) {
+    static func removeDirectory(_ path: String) {
         try? FileManager.default.removeItem(atPath: path)
-    }
-
-    /// A space running `/bin/sh -c script` in a fresh workspace.
-    static func shellSpec(
-        _ script: String,
-        hostID: UInt32,
-        workspace: String,
-        environment: [String: String] = ["PATH": "/usr/bin:/bin", "HOME": "/tmp"]
-    ) -> SandboxSpec {
-        SandboxSpec(
-            hostname: "space-\(hostID)",
-            workspacePath: workspace,
-            hostUID: hostID,
-            hostGID: hostID,
-            program: ["/bin/sh", "-c", script],
-            environment: environment,
-            tmpSizeBytes: 16 << 20)
     }
 
     /// Reads `fd` until end-of-file or until `deadline` seconds pass; returns what was read.

@@ -462,8 +462,12 @@ function opFileRead(req: any): unknown {
     truncated = n < available;
     buf = readRange(fd, start, n);
     if (encoding === "utf8" && start + buf.length < size) {
+      // never end inside a character: a caller paging with offset += bytes stays on character boundaries
       const cut = utf8Cut(buf, buf.length);
-      if (cut < buf.length) buf = buf.subarray(0, cut);
+      if (cut < buf.length) {
+        buf = buf.subarray(0, cut);
+        truncated = true;
+      }
     }
   } catch (err) {
     throw fsError(err, "read", r.rel);
@@ -689,9 +693,18 @@ function killGroup(pid: number): void {
   }
 }
 
+/** One output stream of a running process: counts every byte, appends them to `stdoutTo`/`stderrTo`, and keeps
+ * (and streams) at most `limit` bytes as text. The bound holds both for the process's bytes and for the UTF-8 of
+ * the text, which can be longer when invalid bytes are replaced with U+FFFD. */
 class StreamState {
+  /** every byte the process wrote */
   total = 0;
+  /** bytes given to the decoder */
   kept = 0;
+  /** UTF-8 bytes of the text kept */
+  textBytes = 0;
+  /** the bound was reached: later output is counted, not kept */
+  full = false;
   parts: string[] = [];
   decoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
   fd = -1;
@@ -714,17 +727,21 @@ class StreamState {
         this.fd = -1;
       }
     }
-    if (this.kept >= this.limit) return;
+    if (this.full) return;
     const room = this.limit - this.kept;
-    const take = bytes.length <= room ? bytes : bytes.subarray(0, room);
+    let take = bytes;
+    if (bytes.length > room) {
+      take = bytes.subarray(0, room);
+      this.full = true;
+    }
     this.kept += take.length;
-    // Streaming decode: a character split across chunks is held back until complete. When the limit cuts a
+    // Streaming decode: a character split across chunks is held back until complete. When the bound cuts a
     // character, the decoder keeps its first bytes pending and they are never flushed.
-    this.send(this.decoder.decode(take, { stream: true }));
+    this.keep(this.decoder.decode(take, { stream: true }));
   }
 
   end(): void {
-    if (this.kept < this.limit || this.total <= this.limit) this.send(this.decoder.decode());
+    if (!this.full) this.keep(this.decoder.decode());
     if (this.fd >= 0) {
       try {
         fs.closeSync(this.fd);
@@ -733,8 +750,19 @@ class StreamState {
     }
   }
 
-  send(text: string): void {
+  private keep(text: string): void {
     if (text.length === 0) return;
+    let size = Buffer.byteLength(text, "utf8");
+    if (this.textBytes + size > this.limit) {
+      // only possible with replacement characters: cut the text itself at a character boundary
+      const utf8 = Buffer.from(text, "utf8");
+      const cut = utf8Cut(utf8, this.limit - this.textBytes);
+      text = utf8.toString("utf8", 0, cut);
+      size = cut;
+      this.full = true;
+      if (text.length === 0) return;
+    }
+    this.textBytes += size;
     this.parts.push(text);
     writeLine('{"id":' + this.id + ',"stream":"' + this.name + '","data":' + JSON.stringify(text) + "}\n");
   }
@@ -897,7 +925,7 @@ async function run(id: number, spec: RunSpec): Promise<void> {
     stderr: err.text(),
     stdoutBytes: out.total,
     stderrBytes: err.total,
-    truncated: out.total > out.kept || err.total > err.kept,
+    truncated: out.full || err.full,
   });
 }
 
