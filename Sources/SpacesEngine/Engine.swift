@@ -158,7 +158,7 @@ public final class Engine: Sendable {
                 for (path, content) in map.sorted(by: { $0.key < $1.key }) {
                     guard WorkspaceBoundary.relativePath(path) != nil, !path.isEmpty else {
                         throw RPCError.invalidParams(
-                            "\(workspace.fieldPath("files")).\(path)", "'\(path)' leaves the workspace",
+                            "\(workspace.fieldPath("files"))[\(JSONValue.string(path).encoded())]", "'\(path)' leaves the workspace",
                             hint: "use paths relative to the workspace, such as \"src/main.ts\"")
                     }
                     files.append((path, content))
@@ -310,7 +310,21 @@ public final class Engine: Sendable {
     ) {
         let space = try space(try params.string("spaceId"))
         let runId = try params.optionalString("runId")
-        if let runId, !space.hasRun(runId) { throw Self.runNotFound(runId, field: params.fieldPath("runId")) }
+        if let runId {
+            switch space.runState(runId) {
+            case nil: throw Self.runNotFound(runId, field: params.fieldPath("runId"))
+            case true?:
+                throw RPCError.invalidParams(
+                    params.fieldPath("runId"), "run '\(runId)' has ended",
+                    hint: "start a new run with runs/start, or omit runId")
+            case false?: break
+            }
+        }
+        if let key = try params.optionalString("idempotencyKey"), !(1...256).contains(key.utf8.count) {
+            throw RPCError.invalidParams(
+                params.fieldPath("idempotencyKey"), "must be 1 to 256 bytes long",
+                hint: "use a short unique string per logical submission, such as a UUID")
+        }
         guard let rawOperations = try params.optionalArray("operations") else {
             throw RPCError.invalidParams(
                 params.fieldPath("operations"), "missing required field",

@@ -184,8 +184,9 @@ final class Space: Sendable {
         return run
     }
 
-    func hasRun(_ runId: String) -> Bool {
-        state.withLock { $0.record.runs.contains { $0.runId == runId } }
+    /// nil when the space has no such run; whether it has ended otherwise.
+    func runState(_ runId: String) -> Bool? {
+        state.withLock { state in state.record.runs.first { $0.runId == runId }.map { $0.status != nil } }
     }
 
     func endRun(_ runId: String, status: String) -> JSONValue? {

@@ -168,9 +168,18 @@ public struct Operation: Sendable {
 
     static func validateProcessFields(_ params: Params) throws(RPCError) {
         _ = try params.optionalString("cwd")
-        _ = try params.optionalStringMap("env")
+        for name in (try params.optionalStringMap("env") ?? [:]).keys.sorted() where !isEnvironmentName(name) {
+            throw RPCError.invalidParams(
+                "\(params.fieldPath("env")).\(name)", "'\(name)' is not an environment variable name",
+                hint: "use letters, digits and '_', not starting with a digit")
+        }
         _ = try params.optionalString("stdin")
         _ = try params.optionalInt("timeoutMs", in: 1...3_600_000)
+    }
+
+    static func isEnvironmentName(_ name: String) -> Bool {
+        guard let first = name.utf8.first, !(first >= 0x30 && first <= 0x39) else { return false }
+        return name.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F }
     }
 
     static func isHexDigit(_ byte: UInt8) -> Bool {

@@ -146,14 +146,18 @@ const sha = (data: string | Uint8Array) => createHash("sha256").update(data).dig
 const at = (p: string) => nodePath.join(ws, p);
 const run = (fields: Record<string, unknown>) => w.ok("command.run", { timeoutMs: 10_000, outputBytes: 1 << 20, ...fields });
 
-/** Processes (not zombies) whose command line contains `marker`. */
+/** A number for `sleep` that is unique to this test process: its processes can be found by their command line. */
+const marker = (n: number) => `${1000 + n}.${process.pid}`;
+
+/** Processes (not zombies) whose command line contains `marker` as a whole number. */
 function processesWith(marker: string): number[] {
+  const pattern = new RegExp(`(^|[^0-9.])${marker.replace(".", "\\.")}([^0-9]|$)`);
   const found: number[] = [];
   for (const name of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const cmdline = fs.readFileSync(`/proc/${name}/cmdline`, "utf8");
-      if (cmdline.includes(marker)) found.push(Number(name));
+      if (pattern.test(cmdline)) found.push(Number(name));
     } catch {
       // gone
     }
@@ -637,6 +641,7 @@ describe("command.run", () => {
   test("stdin text; no stdin reads /dev/null", async () => {
     expect((await run({ argv: ["cat"], stdin: "from stdin\nü\n" })).stdout).toBe("from stdin\nü\n");
     expect((await run({ argv: ["wc", "-c"] })).stdout.trim()).toBe("0");
+    expect((await run({ argv: ["readlink", "/proc/self/fd/0"] })).stdout).toBe("/dev/null\n");
   });
 
   test("environment: the base plus env; nothing else leaks", async () => {
@@ -672,11 +677,10 @@ describe("command.run", () => {
     expect(e.message).toContain("no-such-program-xyz");
     fs.writeFileSync(at("noexec.sh"), "#!/bin/sh\n");
     fs.chmodSync(at("noexec.sh"), 0o644);
-    if (process.getuid?.() !== 0) {
-      expect((await w.fail("command.run", { argv: ["./noexec.sh"], timeoutMs: 1000, outputBytes: 10 })).code).toBe(
-        "SPAWN_FAILED",
-      );
-    }
+    // not executable (even root needs an x bit to exec)
+    expect((await w.fail("command.run", { argv: ["./noexec.sh"], timeoutMs: 1000, outputBytes: 10 })).code).toBe(
+      "SPAWN_FAILED",
+    );
     expect(await w.ok("ping")).toEqual({});
   });
 
@@ -740,43 +744,43 @@ describe("command.run", () => {
   });
 
   test("timeout kills the whole process tree", async () => {
-    const marker = "1000.4711";
+    const mark = marker(1);
     const t0 = Date.now();
-    const r = await run({ command: `sleep ${marker} & sleep ${marker}; echo never`, timeoutMs: 300 });
+    const r = await run({ command: `sleep ${mark} & sleep ${mark}; echo never`, timeoutMs: 300 });
     expect(Date.now() - t0).toBeLessThan(3000);
     expect(r).toMatchObject({ timedOut: true, cancelled: false, exitCode: null, signal: "SIGKILL", stdout: "" });
     expect(r.durationMs).toBeGreaterThanOrEqual(300);
-    expect(await until(() => processesWith(marker).length === 0)).toBe(true);
+    expect(await until(() => processesWith(mark).length === 0)).toBe(true);
   });
 
   test("a process that left the group and holds the pipes does not keep the answer waiting after a timeout", async () => {
-    const marker = "1000.4715";
+    const mark = marker(5);
     const t0 = Date.now();
-    const r = await run({ command: `setsid sleep ${marker} & echo started`, timeoutMs: 300 });
+    const r = await run({ command: `setsid sleep ${mark} & echo started`, timeoutMs: 300 });
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(r).toMatchObject({ timedOut: true, exitCode: 0, signal: null, stdout: "started\n" });
-    for (const pid of processesWith(marker)) process.kill(pid, "SIGKILL");
+    for (const pid of processesWith(mark)) process.kill(pid, "SIGKILL");
   });
 
   test("cancel kills the group; the worker stays responsive meanwhile", async () => {
-    const marker = "1000.4712";
+    const mark = marker(2);
     const id = w.id();
-    const answer = w.request("command.run", { command: `sleep ${marker} & sleep ${marker}`, timeoutMs: 60_000, outputBytes: 10 }, id);
-    expect(await until(() => processesWith(marker).length >= 2)).toBe(true); // the shell and its sleeps
+    const answer = w.request("command.run", { command: `sleep ${mark} & sleep ${mark}`, timeoutMs: 60_000, outputBytes: 10 }, id);
+    expect(await until(() => processesWith(mark).length >= 2)).toBe(true); // the shell and its sleeps
     // other requests are answered while the command runs
     expect(await w.ok("ping")).toEqual({});
     expect((await w.ok("file.write", { path: "during.txt", content: "d" })).bytes).toBe(1);
     expect(await w.ok("cancel", { target: id })).toEqual({ cancelled: true });
     const a = await answer;
     expect(a.result).toMatchObject({ cancelled: true, timedOut: false, signal: "SIGKILL", exitCode: null });
-    expect(await until(() => processesWith(marker).length === 0)).toBe(true);
+    expect(await until(() => processesWith(mark).length === 0)).toBe(true);
     expect(await w.ok("cancel", { target: id })).toEqual({ cancelled: false });
     expect(await w.ok("cancel", { target: 999_999 })).toEqual({ cancelled: false });
   });
 
   test("concurrent commands: cancel one while another finishes", async () => {
     const slow = w.id();
-    const slowAnswer = w.request("command.run", { argv: ["sleep", "1000.4713"], timeoutMs: 60_000, outputBytes: 10 }, slow);
+    const slowAnswer = w.request("command.run", { argv: ["sleep", marker(3)], timeoutMs: 60_000, outputBytes: 10 }, slow);
     const fast = await run({ command: "echo fast" });
     expect(fast.stdout).toBe("fast\n");
     expect(await w.ok("cancel", { target: slow })).toEqual({ cancelled: true });
@@ -843,19 +847,19 @@ describe("end of requests", () => {
     fs.mkdirSync(ws2);
     const w2 = new WorkerProcess(ws2, tmpRoot);
     await w2.ready;
-    const marker = "1000.4714";
+    const mark = marker(4);
     // a running command, and a finished one that left a background job holding no pipe
-    w2.request("command.run", { command: `sleep ${marker} & sleep ${marker}`, timeoutMs: 60_000, outputBytes: 10 });
+    w2.request("command.run", { command: `sleep ${mark} & sleep ${mark}`, timeoutMs: 60_000, outputBytes: 10 });
     const bg = await w2.request("command.run", {
-      command: `sleep ${marker} >/dev/null 2>&1 & echo started`,
+      command: `sleep ${mark} >/dev/null 2>&1 & echo started`,
       timeoutMs: 60_000,
       outputBytes: 100,
     });
     expect(bg.result.stdout).toBe("started\n");
-    expect(await until(() => processesWith(marker).length >= 3)).toBe(true);
+    expect(await until(() => processesWith(mark).length >= 3)).toBe(true);
     w2.closeRequests();
     expect(await w2.exited).toBe(0);
-    expect(await until(() => processesWith(marker).length === 0)).toBe(true);
+    expect(await until(() => processesWith(mark).length === 0)).toBe(true);
     expect(await w2.stderr).toBe("");
   });
 });

@@ -850,6 +850,7 @@ async function run(id: number, spec: RunSpec): Promise<void> {
   } catch (e: any) {
     out.end();
     err.end();
+    if (spec.codeFile) fs.rm(spec.codeFile, { force: true }, () => {});
     throw new WorkerError(
       "SPAWN_FAILED",
       `cannot start ${JSON.stringify(spec.argv[0])}: ${e?.message ?? e}`,
@@ -979,8 +980,6 @@ function opCommandRun(req: any): Promise<void> {
   return run(id, { argv: full, cwd, ...common, stdoutTo, stderrTo });
 }
 
-let codeDirReady = false;
-
 function opCodeRun(req: any): Promise<void> {
   const id = checkId(req);
   const source = optStr(req, "source");
@@ -992,15 +991,17 @@ function opCodeRun(req: any): Promise<void> {
     throw invalid(`${req.op}: give "source" or "path", not both`);
   }
   if (source !== undefined) {
+    codeFile = nodePath.join(CODE_DIR, `${id}.ts`);
     try {
-      if (!codeDirReady) {
+      try {
+        fs.writeFileSync(codeFile, source);
+      } catch (err: any) {
+        if (err?.code !== "ENOENT") throw err;
         fs.mkdirSync(CODE_DIR, { recursive: true, mode: 0o700 });
-        codeDirReady = true;
+        fs.writeFileSync(codeFile, source);
       }
-      codeFile = nodePath.join(CODE_DIR, `${id}.ts`);
-      fs.writeFileSync(codeFile, source);
     } catch (err) {
-      throw fsError(err, "write the program to", codeFile ?? CODE_DIR);
+      throw fsError(err, "write the program to", codeFile);
     }
     file = codeFile;
   } else if (req.path !== undefined && req.path !== null) {
