@@ -31,6 +31,7 @@ final class BatchControl: Sendable {
     }
 
     var isCancelled: Bool { state.withLock { $0.cancelled } }
+    var isRunning: Bool { state.withLock { $0.phase == .running } }
 
     /// Returns false when the batch had already finished.
     func cancel() -> Bool {
@@ -151,6 +152,7 @@ extension Space {
                 break
             }
         }
+        if request.runId != nil { persist() }
         let result: JSONValue = [
             "batchId": .string(control.batchId), "status": .string(status), "events": .array(recorder.all),
         ]

@@ -258,7 +258,7 @@ public final class Engine: Sendable {
             state.spaces[spaceId] = nil
             return state.batches.values.filter { $0.spaceId == spaceId }
         }
-        for batch in batches { _ = batch.cancel() }
+        await Self.cancel(batches)
         await space.stopWorker(destroy: true)
         var result: [String: JSONValue] = ["destroyed": true, "spaceId": .string(spaceId)]
         if keepWorkspace {
@@ -399,13 +399,22 @@ public final class Engine: Sendable {
 
     // MARK: shutdown
 
+    /// Cancels batches and gives their running operations up to two seconds to end their processes and report
+    /// it (`command.exited` with `cancelled`), so that stopping the space afterwards loses no event.
+    static func cancel(_ batches: [BatchControl]) async {
+        for batch in batches { _ = batch.cancel() }
+        for _ in 0..<400 where batches.contains(where: \.isRunning) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     /// Cancels every batch and kills every space's processes, waiting until they are gone.
     public func shutdown() async {
         let (spaces, batches) = state.withLock { state in
             state.shuttingDown = true
             return (Array(state.spaces.values), Array(state.batches.values))
         }
-        for batch in batches { _ = batch.cancel() }
+        await Self.cancel(batches)
         await withTaskGroup(of: Void.self) { group in
             for space in spaces { group.addTask { await space.stopWorker(destroy: false) } }
         }

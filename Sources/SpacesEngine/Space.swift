@@ -71,7 +71,12 @@ final class Space: Sendable {
                 "workspace": ["root": .string(WorkspaceBoundary.root)], "createdAt": .string(state.record.createdAt),
             ]
             if withStats {
+                let processes: Int =
+                    if case .running(let worker) = state.worker, !worker.isClosed {
+                        StateStore.descendantCount(of: worker.process.monitorPID)
+                    } else { 0 }
                 result["stats"] = [
+                    "bytes": JSONValue(store.diskUsage(store.workspace(id))), "processes": JSONValue(processes),
                     "operations": JSONValue(state.operations), "batches": JSONValue(state.batches),
                     "lastSeq": JSONValue(state.seq), "workerStarts": JSONValue(state.workerStarts),
                     "workerRunning": .bool(running),

@@ -102,6 +102,36 @@ struct StateStore: Sendable {
         }
     }
 
+    /// The bytes of every file below `path` (symlinks counted as links, not followed).
+    func diskUsage(_ path: String) -> Int {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return 0 }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else { return Int(info.st_size) }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return names.reduce(0) { $0 + diskUsage(path + "/" + $1) }
+    }
+
+    /// How many processes descend from `pid` (not counting it), read from `/proc/PID/task/TID/children`.
+    static func descendantCount(of pid: Int32) -> Int {
+        var count = 0
+        var pending = [pid]
+        while let next = pending.popLast() {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(next)/task")) ?? []
+            for task in tasks {
+                guard let data = FileManager.default.contents(atPath: "/proc/\(next)/task/\(task)/children") else {
+                    continue
+                }
+                for child in String(decoding: data, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+                    if let value = Int32(child) {
+                        count += 1
+                        pending.append(value)
+                    }
+                }
+            }
+        }
+        return count
+    }
+
     /// Gives a tree to the space's host id, so the space's root owns its workspace. Symlinks are not followed.
     func chown(_ path: String, uid: UInt32, gid: UInt32) {
         guard getuid() == 0 else { return }

@@ -222,6 +222,7 @@ describe("channel", () => {
     expect((await w.fail("command.run", { timeoutMs: 1000, outputBytes: 10 })).code).toBe("INVALID_REQUEST");
     expect((await w.fail("command.run", { argv: [], timeoutMs: 1000, outputBytes: 10 })).code).toBe("INVALID_REQUEST");
     expect((await w.fail("command.run", { argv: ["/bin/true"], outputBytes: 10 })).code).toBe("INVALID_REQUEST");
+    expect((await w.fail("cancel", {})).code).toBe("INVALID_REQUEST");
     expect(await w.ok("ping")).toEqual({});
   });
 
