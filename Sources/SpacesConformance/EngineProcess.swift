@@ -1,7 +1,8 @@
+public import SpacesProtocol
+
 #if canImport(Glibc)
     import Glibc
 #endif
-public import SpacesProtocol
 
 /// An engine under test: a shell command with pipes on its stdin and stdout, its stderr in a log file.
 ///

@@ -76,7 +76,9 @@ public struct Fixture: Sendable {
                     guard let value = Int32(code) else { throw ParseError(line: number, reason: "exit needs a number") }
                     steps.append(.expectExit(value))
                 case ("sleep", let ms?):
-                    guard let value = Int(ms) else { throw ParseError(line: number, reason: "sleep needs milliseconds") }
+                    guard let value = Int(ms) else {
+                        throw ParseError(line: number, reason: "sleep needs milliseconds")
+                    }
                     steps.append(.sleep(milliseconds: value))
                 case ("oversize", let bytes?):
                     guard let value = Int(bytes) else { throw ParseError(line: number, reason: "oversize needs bytes") }

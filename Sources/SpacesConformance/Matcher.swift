@@ -44,7 +44,9 @@ public struct Matcher: Sendable {
             }
             for key in expectedMembers.keys.sorted() {
                 guard let actualValue = actualMembers[key] else { return "\(path).\(key): missing" }
-                if let difference = compare(expectedMembers[key]!, actualValue, path: "\(path).\(key)", captures: &captures) {
+                if let difference = compare(
+                    expectedMembers[key]!, actualValue, path: "\(path).\(key)", captures: &captures)
+                {
                     return difference
                 }
             }
@@ -58,7 +60,9 @@ public struct Matcher: Sendable {
                 return "\(path): expected \(expectedElements.count) elements, got \(actualElements.count): \(actual)"
             }
             for (index, element) in expectedElements.enumerated() {
-                if let difference = compare(element, actualElements[index], path: "\(path)[\(index)]", captures: &captures) {
+                if let difference = compare(
+                    element, actualElements[index], path: "\(path)[\(index)]", captures: &captures)
+                {
                     return difference
                 }
             }

@@ -1,7 +1,8 @@
+public import SpacesProtocol
+
 #if canImport(Glibc)
     import Glibc
 #endif
-public import SpacesProtocol
 
 /// Runs golden cases against an engine command and reports each case's first difference.
 public struct ConformanceRunner {
@@ -28,7 +29,9 @@ public struct ConformanceRunner {
     public var validator: Validator?
     public var environment: [String: String]
 
-    public init(engineCommand: String, timeoutMs: Int = 20_000, validator: Validator? = nil, environment: [String: String] = [:]) {
+    public init(
+        engineCommand: String, timeoutMs: Int = 20_000, validator: Validator? = nil, environment: [String: String] = [:]
+    ) {
         self.engineCommand = engineCommand
         self.timeoutMs = timeoutMs
         self.validator = validator
@@ -47,7 +50,8 @@ public struct ConformanceRunner {
             return String(cString: pointer)
         }
         guard let stateDir else {
-            return CaseResult(name: fixture.name, passed: false, failure: "mkdtemp failed", messagesChecked: 0, durationMs: 0)
+            return CaseResult(
+                name: fixture.name, passed: false, failure: "mkdtemp failed", messagesChecked: 0, durationMs: 0)
         }
         defer { removeTree(stateDir) }
         let logPath = stateDir + ".log"
@@ -91,7 +95,8 @@ public struct ConformanceRunner {
                 if let validator {
                     let problems = (message.arrayValue ?? [message]).flatMap { validator($0, .sent, nil) }
                     if !problems.isEmpty {
-                        throw CaseFailure(message: "sent message fails the schema: \(problems.joined(separator: "; "))\n    \(line)")
+                        throw CaseFailure(
+                            message: "sent message fails the schema: \(problems.joined(separator: "; "))\n    \(line)")
                     }
                 }
             }
@@ -111,7 +116,8 @@ public struct ConformanceRunner {
             }
             guard let bytes else { throw CaseFailure(message: "the engine closed stdout while a message was expected") }
             guard let message = try? JSONValue.parse(bytes) else {
-                throw CaseFailure(message: "the engine wrote a line that is not JSON: \(String(decoding: bytes, as: UTF8.self))")
+                throw CaseFailure(
+                    message: "the engine wrote a line that is not JSON: \(String(decoding: bytes, as: UTF8.self))")
             }
             checked += 1
             if let validator {
@@ -119,7 +125,10 @@ public struct ConformanceRunner {
                     let method = element["id"].flatMap { methods[$0] }
                     let problems = validator(element, .received, method)
                     if !problems.isEmpty {
-                        throw CaseFailure(message: "received message fails the schema: \(problems.joined(separator: "; "))\n    \(message)")
+                        throw CaseFailure(
+                            message:
+                                "received message fails the schema: \(problems.joined(separator: "; "))\n    \(message)"
+                        )
                     }
                 }
             }
@@ -148,14 +157,16 @@ public struct ConformanceRunner {
                 try send(text, terminator: [0x0D, 0x0A])
             case .sendOversized(let count):
                 do {
-                    try engine.send([UInt8(ascii: "{")] + [UInt8](repeating: UInt8(ascii: "a"), count: max(0, count - 1)) + [0x0A])
+                    try engine.send(
+                        [UInt8(ascii: "{")] + [UInt8](repeating: UInt8(ascii: "a"), count: max(0, count - 1)) + [0x0A])
                 } catch {
                     throw CaseFailure(message: error.description)
                 }
             case .expect(let expected):
                 let actual = try receive()
                 if let difference = matcher.mismatch(expected: expected, actual: actual) {
-                    throw CaseFailure(message: "\(where_): \(difference)\n    expected: \(expected)\n    actual:   \(actual)")
+                    throw CaseFailure(
+                        message: "\(where_): \(difference)\n    expected: \(expected)\n    actual:   \(actual)")
                 }
             case .expectUnordered(let group):
                 var remaining = group
@@ -185,11 +196,15 @@ public struct ConformanceRunner {
             case .expectExit(let code):
                 try expectNothingMore()
                 let status = engine.waitForExit(timeoutMs: timeoutMs)
-                guard status == code else { throw CaseFailure(message: "\(where_): exit status \(status), expected \(code)") }
+                guard status == code else {
+                    throw CaseFailure(message: "\(where_): exit status \(status), expected \(code)")
+                }
             case .restart:
                 try expectNothingMore()
                 let status = engine.waitForExit(timeoutMs: timeoutMs)
-                guard status == 0 else { throw CaseFailure(message: "\(where_): engine exited with \(status) on restart") }
+                guard status == 0 else {
+                    throw CaseFailure(message: "\(where_): engine exited with \(status) on restart")
+                }
                 engine = try start(stateDir: stateDir, logPath: logPath)
                 methods = [:]
             case .sleep(let milliseconds):
@@ -232,7 +247,8 @@ extension ConformanceRunner.CaseFailure {
 public enum FixtureLoader {
     public static func load(directory: String) throws -> [Fixture] {
         guard let dir = opendir(directory) else {
-            throw ConformanceRunner.LoadError(description: "cannot open \(directory): \(String(cString: strerror(errno)))")
+            throw ConformanceRunner.LoadError(
+                description: "cannot open \(directory): \(String(cString: strerror(errno)))")
         }
         defer { closedir(dir) }
         var names: [String] = []

@@ -45,7 +45,11 @@ final class BatchControl: Sendable {
     }
 
     func begin() { state.withLock { $0.phase = .running } }
-    func finish() { state.withLock { $0.phase = .finished; $0.inFlight = nil } }
+    func finish() {
+        state.withLock {
+            $0.phase = .finished; $0.inFlight = nil
+        }
+    }
 
     /// Records the request now in flight; if a cancel already came, forwards it at once.
     func setInFlight(_ worker: WorkerConnection?, requestID: Int) {
@@ -104,7 +108,9 @@ final class EventRecorder: Sendable {
 
 extension Space {
     /// Runs a batch: each operation in order, each decided, performed by the worker and reported as events.
-    func run(_ request: BatchRequest, control: BatchControl, notify: (@Sendable (JSONValue) -> Void)?) async -> JSONValue {
+    func run(_ request: BatchRequest, control: BatchControl, notify: (@Sendable (JSONValue) -> Void)?) async
+        -> JSONValue
+    {
         if let key = request.idempotencyKey, let earlier = idempotentResult(key) { return earlier }
         control.begin()
         defer { control.finish() }
@@ -191,8 +197,12 @@ extension Space {
         if decision.verdict != .allow {
             recorder.emit(
                 "policy.denied", opId: opId,
-                ["rule": .string(decision.rule), "reason": .string(decision.reason), "suggestion": .string(decision.suggestion)])
-            recorder.emit("operation.failed", opId: opId, ["error": errorJSON("DENIED", decision.reason, decision.suggestion)])
+                [
+                    "rule": .string(decision.rule), "reason": .string(decision.reason),
+                    "suggestion": .string(decision.suggestion),
+                ])
+            recorder.emit(
+                "operation.failed", opId: opId, ["error": errorJSON("DENIED", decision.reason, decision.suggestion)])
             return .denied
         }
         let started = Clock.monotonicNanoseconds()
@@ -202,7 +212,9 @@ extension Space {
         do {
             worker = try await ensureWorker()
         } catch {
-            recorder.emit("operation.failed", opId: opId, ["error": errorJSON("WORKER_UNAVAILABLE", error.description, error.hint)])
+            recorder.emit(
+                "operation.failed", opId: opId,
+                ["error": errorJSON("WORKER_UNAVAILABLE", error.description, error.hint)])
             return .failed
         }
 
@@ -222,7 +234,9 @@ extension Space {
         }
         let onChunk: WorkerConnection.ChunkHandler? =
             operation.kind.runsProcess && request.stream
-            ? { @Sendable stream, data in recorder.emit("command.output", opId: opId, ["stream": .string(stream), "data": .string(data)]) }
+            ? { @Sendable stream, data in
+                recorder.emit("command.output", opId: opId, ["stream": .string(stream), "data": .string(data)])
+            }
             : nil
 
         let answer = await worker.request(operation.kind.rawValue, fields, onChunk: onChunk) { requestID in
@@ -248,7 +262,7 @@ extension Space {
                 [
                     "error": errorJSON(
                         "WORKER_CRASHED", "the space's worker exited while running this operation (\(reason))",
-                        "the next operation starts a fresh worker; the workspace is unchanged by the crash itself"),
+                        "the next operation starts a fresh worker; the workspace is unchanged by the crash itself")
                 ])
             return .failed
         }
@@ -288,7 +302,7 @@ extension Space {
                     [
                         "error": errorJSON(
                             "TIMEOUT", "the process ran longer than \(limit) ms and was killed",
-                            "pass a larger timeoutMs (up to 3600000), or make the work smaller"),
+                            "pass a larger timeoutMs (up to 3600000), or make the work smaller")
                     ])
                 return .failed
             }

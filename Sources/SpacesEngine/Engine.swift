@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
 import Logging
 import SpacesPolicy
 public import SpacesProtocol
 import SpacesSandbox
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// How an engine is set up.
 public struct EngineConfiguration: Sendable {
@@ -49,7 +50,9 @@ public final class Engine: Sendable {
 
     private let state = Mutex(State())
 
-    public init(configuration: EngineConfiguration, logger: Logger, notify: @escaping @Sendable (String, JSONValue) -> Void)
+    public init(
+        configuration: EngineConfiguration, logger: Logger, notify: @escaping @Sendable (String, JSONValue) -> Void
+    )
         throws(RPCError)
     {
         self.configuration = configuration
@@ -158,7 +161,8 @@ public final class Engine: Sendable {
                 for (path, content) in map.sorted(by: { $0.key < $1.key }) {
                     guard WorkspaceBoundary.relativePath(path) != nil, !path.isEmpty else {
                         throw RPCError.invalidParams(
-                            "\(workspace.fieldPath("files"))[\(JSONValue.string(path).encoded())]", "'\(path)' leaves the workspace",
+                            "\(workspace.fieldPath("files"))[\(JSONValue.string(path).encoded())]",
+                            "'\(path)' leaves the workspace",
                             hint: "use paths relative to the workspace, such as \"src/main.ts\"")
                     }
                     files.append((path, content))
@@ -200,7 +204,8 @@ public final class Engine: Sendable {
                     params.fieldPath("workspace.copyFrom"), error.description,
                     hint: "name an existing, readable directory on the engine's host")
             }
-            throw RPCError(.internalError, error.description, hint: "check the state directory's permissions and free space")
+            throw RPCError(
+                .internalError, error.description, hint: "check the state directory's permissions and free space")
         }
         do throws(SpaceError) {
             let worker = try await space.ensureWorker()
@@ -226,7 +231,9 @@ public final class Engine: Sendable {
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
         }
         return isAlphanumeric(first)
-            && name.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }
+            && name.utf8.allSatisfy {
+                isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
+            }
     }
 
     /// The host ids a new space's root maps to: an unprivileged id of its own when the engine is root,
@@ -332,7 +339,8 @@ public final class Engine: Sendable {
         }
         guard (1...Self.maxOperationsPerBatch).contains(rawOperations.count) else {
             throw RPCError.invalidParams(
-                params.fieldPath("operations"), "a batch holds 1 to \(Self.maxOperationsPerBatch) operations, got \(rawOperations.count)",
+                params.fieldPath("operations"),
+                "a batch holds 1 to \(Self.maxOperationsPerBatch) operations, got \(rawOperations.count)",
                 hint: "split the work into batches of at most \(Self.maxOperationsPerBatch) operations")
         }
         var operations: [Operation] = []
@@ -366,7 +374,9 @@ public final class Engine: Sendable {
         let streamer: (@Sendable (JSONValue) -> Void)? =
             request.stream
             ? { @Sendable event in
-                notify("events/emitted", ["spaceId": .string(space.id), "batchId": .string(control.batchId), "event": event])
+                notify(
+                    "events/emitted",
+                    ["spaceId": .string(space.id), "batchId": .string(control.batchId), "event": event])
             } : nil
         let job: @Sendable () async -> Result<JSONValue, RPCError> = { [self] in
             defer {

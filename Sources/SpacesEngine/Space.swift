@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
 import Logging
 import SpacesPolicy
 import SpacesProtocol
 import SpacesSandbox
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One space: its record, its worker, its event sequence and its runs.
 ///
@@ -125,7 +126,8 @@ final class Space: Sendable {
         }
         let record = self.record
         let spec = environment.sandboxSpec(
-            hostname: record.name.replacingUnderscores, workspace: workspacePath, uid: record.hostUID, gid: record.hostGID,
+            hostname: record.name.replacingUnderscores, workspace: workspacePath, uid: record.hostUID,
+            gid: record.hostGID,
             tmpSizeBytes: 256 << 20)
         let process: SandboxProcess
         do {
@@ -180,7 +182,8 @@ final class Space: Sendable {
     // MARK: Runs
 
     func startRun(label: String?, metadata: JSONValue?) -> RunRecord {
-        let run = RunRecord(runId: Identifier.make("run_"), label: label, metadata: metadata, startedAt: Clock.timestamp())
+        let run = RunRecord(
+            runId: Identifier.make("run_"), label: label, metadata: metadata, startedAt: Clock.timestamp())
         let record = state.withLock { state in
             state.record.runs.append(run)
             return state.record

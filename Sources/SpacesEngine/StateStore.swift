@@ -1,3 +1,5 @@
+import SpacesProtocol
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -6,7 +8,6 @@
 #if canImport(Glibc)
     import Glibc
 #endif
-import SpacesProtocol
 
 /// The engine's state directory: `spaces/<spaceId>/space.json` and `spaces/<spaceId>/workspace/`.
 ///

@@ -1,7 +1,8 @@
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import Synchronization
 
 /// Wall-clock and monotonic time, and the timestamp format of the protocol.
 package enum Clock {

@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
 import Logging
 import SpacesProtocol
 import SpacesSandbox
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What the worker answered to one request.
 enum WorkerAnswer: Sendable {

@@ -43,12 +43,14 @@ public enum PolicyEvaluator {
         let filesystem = policy.filesystem
         if let rule = filesystem.deny.first(where: { Glob($0).matches(relative) }) {
             return Decision(
-                verdict: .deny, rule: "filesystem.deny: \(rule)", reason: "\(relative) matches filesystem.deny \"\(rule)\"",
+                verdict: .deny, rule: "filesystem.deny: \(rule)",
+                reason: "\(relative) matches filesystem.deny \"\(rule)\"",
                 suggestion: "remove \"\(rule)\" from filesystem.deny to allow it")
         }
         if let rule = filesystem.ask.first(where: { Glob($0).matches(relative) }) {
             return Decision(
-                verdict: .ask, rule: "filesystem.ask: \(rule)", reason: "\(relative) matches filesystem.ask \"\(rule)\"",
+                verdict: .ask, rule: "filesystem.ask: \(rule)",
+                reason: "\(relative) matches filesystem.ask \"\(rule)\"",
                 suggestion: "approve it, or move \"\(rule)\" from filesystem.ask to filesystem.\(access.rawValue)")
         }
         let allowList = access == .read ? filesystem.read : filesystem.write
@@ -137,7 +139,8 @@ public enum PolicyEvaluator {
         }
         if let rule = matching(commands.allow) {
             return Decision(
-                verdict: .allow, rule: "commands.allow: \(rule)", reason: "`\(text)` matches commands.allow \"\(rule)\"",
+                verdict: .allow, rule: "commands.allow: \(rule)",
+                reason: "`\(text)` matches commands.allow \"\(rule)\"",
                 suggestion: "")
         }
         let verdict = commands.defaultVerdict

@@ -10,7 +10,9 @@ public struct Glob: Sendable, Hashable {
 
     public init(_ pattern: String) {
         var text = pattern
-        if text.hasPrefix(WorkspaceBoundary.root + "/") { text = String(text.dropFirst(WorkspaceBoundary.root.count + 1)) }
+        if text.hasPrefix(WorkspaceBoundary.root + "/") {
+            text = String(text.dropFirst(WorkspaceBoundary.root.count + 1))
+        }
         if text.hasSuffix("/") { text += "**" }
         self.pattern = pattern
         self.characters = Array(text)
@@ -79,7 +81,8 @@ public struct Glob: Sendable, Hashable {
     }
 
     /// Matches one character against `[...]` (the slice starts after `[`); nil when the set is unterminated.
-    private static func matchSet(_ set: ArraySlice<Character>, _ character: Character) -> (Bool, ArraySlice<Character>)? {
+    private static func matchSet(_ set: ArraySlice<Character>, _ character: Character) -> (Bool, ArraySlice<Character>)?
+    {
         var rest = set
         var negated = false
         if rest.first == "!" || rest.first == "^" {

@@ -111,7 +111,9 @@ extension Policy {
             ])
             var policy = Policy.default
             if let name = try params.optionalString("preset") {
-                guard let base = preset(named: name) else { throw unknownPreset(name, field: params.fieldPath("preset")) }
+                guard let base = preset(named: name) else {
+                    throw unknownPreset(name, field: params.fieldPath("preset"))
+                }
                 policy = base
             }
             if let section = try params.optionalObject("filesystem") {
@@ -150,7 +152,9 @@ extension Policy {
         case let other?:
             throw RPCError.invalidParams(
                 field, "expected a preset name or a policy object, got \(other.typeName)",
-                hint: "send \"default\", \"strict\", \"open\", or an object such as {\"commands\":{\"deny\":[\"curl *\"]}}")
+                hint:
+                    "send \"default\", \"strict\", \"open\", or an object such as {\"commands\":{\"deny\":[\"curl *\"]}}"
+            )
         }
     }
 

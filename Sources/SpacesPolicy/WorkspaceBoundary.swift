@@ -33,7 +33,8 @@ public enum WorkspaceBoundary {
         Decision(
             verdict: .deny, rule: "workspace.boundary",
             reason: "\(field) '\(path)' leaves the workspace",
-            suggestion: "use a path inside /workspace (relative paths start there); no policy can allow paths outside it")
+            suggestion:
+                "use a path inside /workspace (relative paths start there); no policy can allow paths outside it")
     }
 }
 

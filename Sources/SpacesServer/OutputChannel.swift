@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
 import SpacesEngine
 import SpacesProtocol
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The protocol's stdout: a private duplicate of fd 1, written one whole line at a time.
 ///

@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
 import Logging
 import SpacesEngine
 import SpacesProtocol
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// JSON-RPC 2.0 over newline-delimited stdin/stdout: framing, routing and concurrency, no product logic.
 ///
@@ -192,7 +193,9 @@ public final class StdioServer: Sendable {
         let state = lifecycle.withLock { $0 }
         if method == "initialize" {
             guard state == .uninitialized else {
-                fail(RPCError(.invalidRequest, "initialize was already called", hint: "send initialize once per session"))
+                fail(
+                    RPCError(.invalidRequest, "initialize was already called", hint: "send initialize once per session")
+                )
                 return
             }
             do {

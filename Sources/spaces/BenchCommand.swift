@@ -43,7 +43,10 @@ struct Bench: ParsableCommand {
         mkdir(root + "/state", 0o700)
 
         let engine = try EngineProcess(
-            arguments: [Conformance.currentExecutable(), "serve", "--state-dir", root + "/state", "--log-level", "error", "--bun", bunPath],
+            arguments: [
+                Conformance.currentExecutable(), "serve", "--state-dir", root + "/state", "--log-level", "error",
+                "--bun", bunPath,
+            ],
             logPath: root + "/engine.log")
         let client = EngineClient(process: engine)
         defer {
@@ -75,7 +78,8 @@ struct Bench: ParsableCommand {
 
         print("measuring 1 KiB file.write round trips (\(iterations))…")
         let writeParams: JSONValue = [
-            "spaceId": spaceId, "operations": [["kind": "file.write", "path": "bench/1k.txt", "content": .string(kilobyte)]],
+            "spaceId": spaceId,
+            "operations": [["kind": "file.write", "path": "bench/1k.txt", "content": .string(kilobyte)]],
         ]
         for _ in 0..<50 { try client.call("operations/submit", writeParams) }
         rows.append(
@@ -93,7 +97,8 @@ struct Bench: ParsableCommand {
         let batchSize = 1000
         let batch: JSONValue = [
             "spaceId": spaceId,
-            "operations": .array((0..<batchSize).map { ["kind": "file.write", "path": .string("batch/f\($0).txt"), "content": "small"] }),
+            "operations": .array(
+                (0..<batchSize).map { ["kind": "file.write", "path": .string("batch/f\($0).txt"), "content": "small"] }),
         ]
         rows.append(
             Row(
@@ -107,7 +112,9 @@ struct Bench: ParsableCommand {
                 target: "≥ 20000 ops/s", higherIsBetter: true))
 
         print("measuring command.run /bin/true…")
-        let trueParams: JSONValue = ["spaceId": spaceId, "operations": [["kind": "command.run", "argv": ["/bin/true"]]]]
+        let trueParams: JSONValue = [
+            "spaceId": spaceId, "operations": [["kind": "command.run", "argv": ["/bin/true"]]],
+        ]
         let runs = max(50, iterations / 4)
         for _ in 0..<20 { try client.call("operations/submit", trueParams) }
         rows.append(
@@ -152,7 +159,9 @@ struct Bench: ParsableCommand {
         print("")
         print(Self.table(rows))
         print("\nmedians (p50) and 99th percentiles over the runs above; ratio = engine p50 / baseline p50")
-        print("(for ops/s, ratio = engine / baseline: above 1 is faster). Baseline: bwrap --unshare-all + bun, same machine, same run.")
+        print(
+            "(for ops/s, ratio = engine / baseline: above 1 is faster). Baseline: bwrap --unshare-all + bun, same machine, same run."
+        )
     }
 
     static func now() -> Double {
@@ -312,7 +321,8 @@ struct BwrapBaseline {
             logPath: root + "/baseline.log")
         process.closeInput()
         while try process.nextLine(timeoutMs: 10_000) != nil {}
-        guard process.waitForExit(timeoutMs: 10_000) == 0, FixtureLoader.readFile(workspace + "/out/hello.txt") != nil else {
+        guard process.waitForExit(timeoutMs: 10_000) == 0, FixtureLoader.readFile(workspace + "/out/hello.txt") != nil
+        else {
             throw ValidationError("baseline hello journey failed")
         }
         let elapsed = Bench.now() - start

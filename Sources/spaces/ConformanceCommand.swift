@@ -33,7 +33,8 @@ struct Conformance: ParsableCommand {
     var timeoutMs: Int = 20_000
 
     func run() throws {
-        let command = engine ?? "\(Self.shellQuote(Self.currentExecutable())) serve --state-dir {stateDir} --log-level warning"
+        let command =
+            engine ?? "\(Self.shellQuote(Self.currentExecutable())) serve --state-dir {stateDir} --log-level warning"
         var fixtureList = try FixtureLoader.load(directory: fixtures)
         if let filter { fixtureList = fixtureList.filter { $0.name.contains(filter) } }
         guard !fixtureList.isEmpty else {

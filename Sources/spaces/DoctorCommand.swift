@@ -19,7 +19,9 @@ struct Doctor: ParsableCommand {
         let report = Sandbox.probe()
         func line(_ ok: Bool, _ text: String) { print("\(ok ? "ok  " : "MISSING") \(text)") }
         line(report.user, "user namespaces")
-        line(report.mount && report.pid && report.net && report.ipc && report.uts, "mount, pid, net, ipc, uts namespaces")
+        line(
+            report.mount && report.pid && report.net && report.ipc && report.uts, "mount, pid, net, ipc, uts namespaces"
+        )
         line(report.seccomp, "seccomp")
         line(report.cgroup != "none", "cgroups (\(report.cgroup))")
         var healthy = report.user
@@ -43,7 +45,9 @@ struct Doctor: ParsableCommand {
         var template = Array("/tmp/spaces-doctor-XXXXXX".utf8CString)
         let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
         defer { _ = system("rm -rf '\(root)'") }
-        var arguments = [Conformance.currentExecutable(), "serve", "--state-dir", root + "/state", "--log-level", "error"]
+        var arguments = [
+            Conformance.currentExecutable(), "serve", "--state-dir", root + "/state", "--log-level", "error",
+        ]
         if let bun { arguments += ["--bun", bun] }
         do {
             let process = try EngineProcess(arguments: arguments, logPath: root + "/engine.log")
@@ -56,7 +60,10 @@ struct Doctor: ParsableCommand {
             let space = try client.call("spaces/create", ["name": "doctor"])
             let result = try client.call(
                 "operations/submit",
-                ["spaceId": space["spaceId"] ?? .null, "operations": [["kind": "command.run", "argv": ["bun", "--version"]]]])
+                [
+                    "spaceId": space["spaceId"] ?? .null,
+                    "operations": [["kind": "command.run", "argv": ["bun", "--version"]]],
+                ])
             let exited = result["events"]?.arrayValue?.first { $0["type"] == "command.exited" }
             guard exited?["exitCode"] == 0 else {
                 print("MISSING Bun inside a space: \(result)")

@@ -36,7 +36,8 @@ struct Quickstart: ParsableCommand {
         var template = Array("/tmp/spaces-quickstart-XXXXXX".utf8CString)
         let temporary = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
         let state = stateDir ?? temporary
-        var command = "\(Conformance.shellQuote(Conformance.currentExecutable())) serve --state-dir \(Conformance.shellQuote(state)) --log-level warning"
+        var command =
+            "\(Conformance.shellQuote(Conformance.currentExecutable())) serve --state-dir \(Conformance.shellQuote(state)) --log-level warning"
         if let bun { command += " --bun \(Conformance.shellQuote(bun))" }
         let process = try EngineProcess(command: command, logPath: temporary + ".log")
         let client = EngineClient(process: process)
@@ -57,8 +58,13 @@ struct Quickstart: ParsableCommand {
     func perform(_ client: EngineClient) throws(EngineClient.Failure) {
         let hello = try client.call("initialize", ["protocolVersion": "0.1", "client": ["name": "spaces-quickstart"]])
         let isolation = hello["isolation"] ?? .null
-        print("engine \(hello["engine"]?["version"]?.stringValue ?? "?") · Bun \(hello["runtimes"]?.arrayValue?.first?["version"]?.stringValue ?? "?")")
-        print("isolation: " + ["user", "mount", "pid", "net", "ipc", "uts"].filter { isolation[$0]?.boolValue == true }.joined(separator: ", ") + " namespaces")
+        print(
+            "engine \(hello["engine"]?["version"]?.stringValue ?? "?") · Bun \(hello["runtimes"]?.arrayValue?.first?["version"]?.stringValue ?? "?")"
+        )
+        print(
+            "isolation: "
+                + ["user", "mount", "pid", "net", "ipc", "uts"].filter { isolation[$0]?.boolValue == true }.joined(
+                    separator: ", ") + " namespaces")
 
         let space = try client.call("spaces/create", ["name": "quickstart"])
         let spaceId = space["spaceId"]?.stringValue ?? ""
@@ -85,7 +91,9 @@ struct Quickstart: ParsableCommand {
         print(
             "\nrun \(runId.stringValue ?? ""): \(counts["succeeded"]?.intValue ?? 0)/\(counts["total"]?.intValue ?? 0) operations succeeded in \(summary["durationMs"]?.intValue ?? 0) ms; artifacts: "
                 + (summary["artifacts"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", "))
-        if let content = result["events"]?.arrayValue?.first(where: { $0["type"] == "file.content" })?["content"]?.stringValue {
+        if let content = result["events"]?.arrayValue?.first(where: { $0["type"] == "file.content" })?["content"]?
+            .stringValue
+        {
             print("\nthe artifact, /workspace/out/report.md:\n")
             print(content)
         }
@@ -111,11 +119,16 @@ struct Quickstart: ParsableCommand {
                 entry["path"]?.stringValue.map { $0 + (entry["type"] == "directory" ? "/" : "") }
             }.joined(separator: " ")
         case "command.exited":
-            detail = "exit \(event["exitCode"].map { $0.isNull ? "-" : "\($0)" } ?? "-") in \(event["durationMs"]?.intValue ?? 0) ms"
+            detail =
+                "exit \(event["exitCode"].map { $0.isNull ? "-" : "\($0)" } ?? "-") in \(event["durationMs"]?.intValue ?? 0) ms"
             let stdout = event["stdout"]?.stringValue ?? ""
-            if !stdout.isEmpty { detail += "\n" + stdout.split(separator: "\n").map { "        │ " + $0 }.joined(separator: "\n") }
+            if !stdout.isEmpty {
+                detail += "\n" + stdout.split(separator: "\n").map { "        │ " + $0 }.joined(separator: "\n")
+            }
             let stderr = event["stderr"]?.stringValue ?? ""
-            if !stderr.isEmpty { detail += "\n" + stderr.split(separator: "\n").map { "        ! " + $0 }.joined(separator: "\n") }
+            if !stderr.isEmpty {
+                detail += "\n" + stderr.split(separator: "\n").map { "        ! " + $0 }.joined(separator: "\n")
+            }
         case "policy.denied": detail = "\(event["rule"]?.stringValue ?? ""): \(event["reason"]?.stringValue ?? "")"
         default: detail = ""
         }

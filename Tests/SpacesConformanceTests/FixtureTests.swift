@@ -23,7 +23,9 @@ import Testing
         #expect(loaded.count >= 40)
         for fixture in loaded {
             #expect(!fixture.description.isEmpty, "\(fixture.name) has no description line")
-            #expect(fixture.steps.contains { if case .expect = $0 { true } else { false } }, "\(fixture.name) expects nothing")
+            #expect(
+                fixture.steps.contains { if case .expect = $0 { true } else { false } },
+                "\(fixture.name) expects nothing")
         }
     }
 
@@ -56,7 +58,10 @@ import Testing
                 ? Self.schema.validateNotification(concrete)
                 : Self.schema.validateResponse(concrete, method: element["id"].flatMap { methods[$0] })
             let real = violations.filter { violation in
-                !wildcards.contains { violation.instancePath == $0 || violation.instancePath.hasPrefix($0 + ".") || violation.instancePath.hasPrefix($0 + "[") }
+                !wildcards.contains {
+                    violation.instancePath == $0 || violation.instancePath.hasPrefix($0 + ".")
+                        || violation.instancePath.hasPrefix($0 + "[")
+                }
             }
             #expect(real.isEmpty, "\(fixture): \(real.map(\.description).joined(separator: "; "))\n  in \(element)")
         }
@@ -81,7 +86,9 @@ import Testing
             case "<time>": return "2026-01-01T00:00:00.000Z"
             case "<sha256>": return .string(String(repeating: "0", count: 64))
             default:
-                if text.hasPrefix("<id:") { return .string(String(text.dropFirst(4).dropLast()) + String(repeating: "0", count: 16)) }
+                if text.hasPrefix("<id:") {
+                    return .string(String(text.dropFirst(4).dropLast()) + String(repeating: "0", count: 16))
+                }
                 wildcards.append(path)
                 return value
             }

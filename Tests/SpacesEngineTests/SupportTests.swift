@@ -1,6 +1,7 @@
-@testable import SpacesEngine
 import SpacesProtocol
 import Testing
+
+@testable import SpacesEngine
 
 @Suite struct LineSplitterTests {
     func split(_ chunks: [String], max: Int = 16) -> [String] {

@@ -139,7 +139,10 @@ import Testing
         (#"{"kind":"file.write","path":"a","content":"x","colour":"red"}"#, "params.operations[0].colour"),
         (#"{"kind":"file.write","path":"a","content":"x","expectSha256":"abc"}"#, "params.operations[0].expectSha256"),
         (#"{"kind":"file.edit","path":"a","edits":[]}"#, "params.operations[0].edits"),
-        (#"{"kind":"file.edit","path":"a","edits":[{"oldText":"","newText":"x"}]}"#, "params.operations[0].edits[0].oldText"),
+        (
+            #"{"kind":"file.edit","path":"a","edits":[{"oldText":"","newText":"x"}]}"#,
+            "params.operations[0].edits[0].oldText"
+        ),
         (#"{"kind":"command.run"}"#, "params.operations[0].argv"),
         (#"{"kind":"command.run","argv":["a"],"command":"b"}"#, "params.operations[0].command"),
         (#"{"kind":"command.run","argv":[]}"#, "params.operations[0].argv"),
