@@ -43,33 +43,30 @@ public final class StdioServer: Sendable {
     /// Serves until stdin ends or `shutdown` is answered, then stops every space. Returns the exit code.
     public func run(inputFD: Int32 = 0) async -> Int32 {
         let maxLineBytes = self.maxLineBytes
-        let (lines, continuation) = AsyncStream<[LineSplitter.Line]>.makeStream()
-        startThread(name: "stdin-reader") {
+        let (done, doneContinuation) = AsyncStream<Void>.makeStream()
+        // The reader thread routes each line itself, in arrival order: routing never waits for a request to
+        // finish (work runs in tasks), so reading goes on while requests run, with no hop per line.
+        startThread(name: "stdin-reader") { [self] in
             var splitter = LineSplitter(maxLineBytes: maxLineBytes)
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
             defer { buffer.deallocate() }
+            var lines: [LineSplitter.Line] = []
             while true {
                 let count = (try? FileDescriptorIO.read(inputFD, into: buffer)) ?? 0
-                var batch: [LineSplitter.Line] = []
                 if count == 0 {
-                    splitter.finish(into: &batch)
-                    if !batch.isEmpty { continuation.yield(batch) }
-                    continuation.finish()
+                    splitter.finish(into: &lines)
+                } else {
+                    splitter.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), into: &lines)
+                }
+                for line in lines { handle(line, stop: doneContinuation) }
+                lines.removeAll(keepingCapacity: true)
+                if count == 0 {
+                    doneContinuation.finish()
                     return
                 }
-                splitter.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), into: &batch)
-                if !batch.isEmpty { continuation.yield(batch) }
             }
-        }
-        let (done, doneContinuation) = AsyncStream<Void>.makeStream()
-        let serving = Task {
-            for await batch in lines {
-                for line in batch { handle(line, stop: doneContinuation) }
-            }
-            doneContinuation.finish()
         }
         for await _ in done { break }
-        serving.cancel()
         logger.info("stopping: cancelling running work and stopping every space")
         await currentEngine.shutdown()
         // Cancelled batches still answer; give them a moment to be written before the process ends.
@@ -256,7 +253,7 @@ public final class StdioServer: Sendable {
         switch method {
         case "spaces/create": later { () async throws(RPCError) in try await engine.createSpace(params) }
         case "spaces/list": now { engine.listSpaces() }
-        case "spaces/get": now { () throws(RPCError) in try engine.getSpace(params) }
+        case "spaces/get": later { () throws(RPCError) in try engine.getSpace(params) }
         case "spaces/destroy": later { () async throws(RPCError) in try await engine.destroySpace(params) }
         case "runs/start": now { () throws(RPCError) in try engine.startRun(params) }
         case "runs/end": now { () throws(RPCError) in try engine.endRun(params) }
