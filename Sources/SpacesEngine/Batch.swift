@@ -133,27 +133,34 @@ extension Space {
         }
 
         var status = "completed"
-        for operation in request.operations {
+        var index = 0
+        let operations = request.operations
+        while index < operations.count {
             if control.isCancelled || isDestroyed {
                 status = "cancelled"
                 break
             }
-            let outcome = await perform(operation, request: request, control: control, recorder: recorder)
-            updateRun(request.runId) { run in
-                run.total += 1
-                switch outcome {
-                case .succeeded(let artifact):
-                    run.succeeded += 1
-                    if let artifact { run.recordArtifact(artifact) }
-                case .failed, .cancelled: run.failed += 1
-                case .denied: run.denied += 1
-                }
+            // Consecutive file operations that the policy allows go to the worker in one round trip.
+            var end = index
+            while end < operations.count, end - index < Self.fileGroupLimit, !operations[end].kind.runsProcess,
+                decide(operations[end]).verdict == .allow
+            {
+                end += 1
             }
-            if case .cancelled = outcome {
+            let outcomes: [Outcome]
+            if end - index >= 2 {
+                outcomes = await performFileGroup(
+                    Array(operations[index..<end]), request: request, control: control, recorder: recorder)
+            } else {
+                outcomes = [await perform(operations[index], request: request, control: control, recorder: recorder)]
+            }
+            for outcome in outcomes { record(outcome, runId: request.runId) }
+            index += outcomes.count
+            if let last = outcomes.last, case .cancelled = last {
                 status = "cancelled"
                 break
             }
-            if request.stopOnError, outcome.isFailure {
+            if request.stopOnError, outcomes.contains(where: \.isFailure) {
                 status = "stopped"
                 break
             }
@@ -164,6 +171,119 @@ extension Space {
         ]
         if let key = request.idempotencyKey { rememberIdempotent(key, result) }
         return result
+    }
+
+    static let fileGroupLimit = 1000
+    static let cancelledHint = "submit the operation again to run it; operations after it in the batch did not run"
+
+    func record(_ outcome: Outcome, runId: String?) {
+        updateRun(runId) { run in
+            run.total += 1
+            switch outcome {
+            case .succeeded(let artifact):
+                run.succeeded += 1
+                if let artifact { run.recordArtifact(artifact) }
+            case .failed, .cancelled: run.failed += 1
+            case .denied: run.denied += 1
+            }
+        }
+    }
+
+    /// File operations sent as one worker `batch`; the events are the same as if each had been sent alone.
+    /// Returns one outcome per operation that ran (fewer than given when the batch stopped at a failure).
+    private func performFileGroup(
+        _ operations: [Operation], request: BatchRequest, control: BatchControl, recorder: EventRecorder
+    ) async -> [Outcome] {
+        let worker: WorkerConnection
+        do {
+            worker = try await ensureWorker()
+        } catch {
+            recorder.emit("operation.started", opId: operations[0].opId, ["kind": .string(operations[0].kind.rawValue)])
+            recorder.emit(
+                "operation.failed", opId: operations[0].opId,
+                ["error": errorJSON("WORKER_UNAVAILABLE", error.description, error.hint)])
+            return [.failed]
+        }
+        let requests: [JSONValue] = operations.map { operation in
+            var fields = workerFields(operation)
+            fields["op"] = .string(operation.kind.rawValue)
+            return .object(fields)
+        }
+        let answer = await worker.request(
+            "batch", ["ops": .array(requests), "stopOnError": .bool(request.stopOnError)])
+        guard case .ok(let result) = answer, let results = result["results"]?.arrayValue else {
+            let opId = operations[0].opId
+            recorder.emit("operation.started", opId: opId, ["kind": .string(operations[0].kind.rawValue)])
+            switch answer {
+            case .failed(let code, let message, let hint):
+                recorder.emit("operation.failed", opId: opId, ["error": errorJSON(code, message, hint)])
+                return [.failed]
+            case .crashed(let reason):
+                return [crashed(opId: opId, reason: reason, control: control, recorder: recorder)]
+            case .ok:
+                recorder.emit(
+                    "operation.failed", opId: opId,
+                    ["error": errorJSON("INTERNAL", "the worker answered a batch without results", "retry the batch")])
+                return [.failed]
+            }
+        }
+        var outcomes: [Outcome] = []
+        for (operation, entry) in zip(operations, results) {
+            recorder.emit("operation.started", opId: operation.opId, ["kind": .string(operation.kind.rawValue)])
+            if entry["ok"]?.boolValue == true {
+                outcomes.append(
+                    report(
+                        operation, result: entry["result"] ?? .object([:]), durationMs: entry["ms"]?.intValue ?? 0,
+                        control: control, recorder: recorder))
+            } else {
+                let error = entry["error"]
+                recorder.emit(
+                    "operation.failed", opId: operation.opId,
+                    [
+                        "error": errorJSON(
+                            error?["code"]?.stringValue ?? "INTERNAL", error?["message"]?.stringValue ?? "",
+                            error?["hint"]?.stringValue ?? "")
+                    ])
+                outcomes.append(.failed)
+            }
+        }
+        return outcomes
+    }
+
+    /// The fields the worker gets for an operation: the client's, plus the limits the policy sets.
+    private func workerFields(_ operation: Operation) -> [String: JSONValue] {
+        var fields = operation.fields
+        let limits = policy.limits
+        switch operation.kind {
+        case .fileRead:
+            fields["maxBytes"] = JSONValue(limits.outputBytes)
+        case .fileList:
+            if fields["maxEntries"] == nil { fields["maxEntries"] = 10_000 }
+        case .commandRun, .codeRun:
+            if fields["timeoutMs"] == nil { fields["timeoutMs"] = JSONValue(limits.timeoutMs) }
+            fields["outputBytes"] = JSONValue(limits.outputBytes)
+            fields["secrets"] = nil
+        default:
+            break
+        }
+        return fields
+    }
+
+    private func crashed(opId: String, reason: String, control: BatchControl, recorder: EventRecorder) -> Outcome {
+        if control.isCancelled || isDestroyed {
+            recorder.emit(
+                "operation.failed", opId: opId,
+                ["error": errorJSON("CANCELLED", "the operation was cancelled (\(reason))", Self.cancelledHint)])
+            return .cancelled
+        }
+        recorder.emit(
+            "operation.failed", opId: opId,
+            [
+                "error": errorJSON(
+                    "WORKER_CRASHED", "the space's worker exited while running this operation (\(reason))",
+                    "the next operation starts a fresh worker; the workspace is unchanged by the crash itself")
+            ])
+        return .failed
     }
 
     enum Outcome {
@@ -218,20 +338,7 @@ extension Space {
             return .failed
         }
 
-        var fields = operation.fields
-        let limits = policy.limits
-        switch operation.kind {
-        case .fileRead:
-            fields["maxBytes"] = JSONValue(limits.outputBytes)
-        case .fileList:
-            if fields["maxEntries"] == nil { fields["maxEntries"] = 10_000 }
-        case .commandRun, .codeRun:
-            if fields["timeoutMs"] == nil { fields["timeoutMs"] = JSONValue(limits.timeoutMs) }
-            fields["outputBytes"] = JSONValue(limits.outputBytes)
-            fields["secrets"] = nil
-        default:
-            break
-        }
+        let fields = workerFields(operation)
         let onChunk: WorkerConnection.ChunkHandler? =
             operation.kind.runsProcess && request.stream
             ? { @Sendable stream, data in
@@ -246,30 +353,19 @@ extension Space {
 
         switch answer {
         case .ok(let result):
-            return report(operation, result: result, started: started, control: control, recorder: recorder)
+            return report(
+                operation, result: result, durationMs: Clock.millisecondsSince(started), control: control,
+                recorder: recorder)
         case .failed(let code, let message, let hint):
             recorder.emit("operation.failed", opId: opId, ["error": errorJSON(code, message, hint)])
             return .failed
         case .crashed(let reason):
-            if control.isCancelled || isDestroyed {
-                recorder.emit(
-                    "operation.failed", opId: opId,
-                    ["error": errorJSON("CANCELLED", "the operation was cancelled (\(reason))", "")])
-                return .cancelled
-            }
-            recorder.emit(
-                "operation.failed", opId: opId,
-                [
-                    "error": errorJSON(
-                        "WORKER_CRASHED", "the space's worker exited while running this operation (\(reason))",
-                        "the next operation starts a fresh worker; the workspace is unchanged by the crash itself")
-                ])
-            return .failed
+            return crashed(opId: opId, reason: reason, control: control, recorder: recorder)
         }
     }
 
     private func report(
-        _ operation: Operation, result: JSONValue, started: UInt64, control: BatchControl, recorder: EventRecorder
+        _ operation: Operation, result: JSONValue, durationMs: Int, control: BatchControl, recorder: EventRecorder
     ) -> Outcome {
         let opId = operation.opId
         let fields = result.objectValue ?? [:]
@@ -292,7 +388,10 @@ extension Space {
             if fields["cancelled"]?.boolValue == true || control.isCancelled {
                 recorder.emit(
                     "operation.failed", opId: opId,
-                    ["error": errorJSON("CANCELLED", "the operation was cancelled; its processes were killed", "")])
+                    [
+                        "error": errorJSON(
+                            "CANCELLED", "the operation was cancelled; its processes were killed", Self.cancelledHint)
+                    ])
                 return .cancelled
             }
             if fields["timedOut"]?.boolValue == true {
@@ -307,7 +406,7 @@ extension Space {
                 return .failed
             }
         }
-        recorder.emit("operation.completed", opId: opId, ["durationMs": JSONValue(Clock.millisecondsSince(started))])
+        recorder.emit("operation.completed", opId: opId, ["durationMs": JSONValue(durationMs)])
         return .succeeded(artifact: artifact)
     }
 

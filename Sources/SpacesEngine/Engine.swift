@@ -161,7 +161,7 @@ public final class Engine: Sendable {
                 for (path, content) in map.sorted(by: { $0.key < $1.key }) {
                     guard WorkspaceBoundary.relativePath(path) != nil, !path.isEmpty else {
                         throw RPCError.invalidParams(
-                            "\(workspace.fieldPath("files"))[\(JSONValue.string(path).encoded())]",
+                            Params(members: [:], path: workspace.fieldPath("files")).fieldPath(path),
                             "'\(path)' leaves the workspace",
                             hint: "use paths relative to the workspace, such as \"src/main.ts\"")
                     }
@@ -201,7 +201,7 @@ public final class Engine: Sendable {
             store.remove(store.spaceDirectory(spaceId))
             if copyFrom != nil, error.description.contains("copy") || error.description.contains("not a directory") {
                 throw RPCError.invalidParams(
-                    params.fieldPath("workspace.copyFrom"), error.description,
+                    params.fieldPath("workspace") + ".copyFrom", error.description,
                     hint: "name an existing, readable directory on the engine's host")
             }
             throw RPCError(

@@ -129,6 +129,7 @@ final class Space: Sendable {
             hostname: record.name.replacingUnderscores, workspace: workspacePath, uid: record.hostUID,
             gid: record.hostGID,
             tmpSizeBytes: 256 << 20)
+        let launchStarted = Clock.monotonicNanoseconds()
         let process: SandboxProcess
         do {
             process = try await SpaceEnvironment.launchOffPool(spec, launcherPath: environment.launcherPath)
@@ -148,6 +149,7 @@ final class Space: Sendable {
             _ = await process.waitForExit()
             throw SpaceError.workerDidNotStart(error.description)
         }
+        logger.debug("worker ready", metadata: ["ms": "\(Clock.millisecondsSince(launchStarted))"])
         let installed = state.withLock { state -> Bool in
             if case .destroyed = state.worker { return false }
             state.worker = .running(worker)

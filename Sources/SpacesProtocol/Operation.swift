@@ -170,7 +170,8 @@ public struct Operation: Sendable {
         _ = try params.optionalString("cwd")
         for name in (try params.optionalStringMap("env") ?? [:]).keys.sorted() where !isEnvironmentName(name) {
             throw RPCError.invalidParams(
-                "\(params.fieldPath("env")).\(name)", "'\(name)' is not an environment variable name",
+                Params(members: [:], path: params.fieldPath("env")).fieldPath(name),
+                "'\(name)' is not an environment variable name",
                 hint: "use letters, digits and '_', not starting with a digit")
         }
         _ = try params.optionalString("stdin")

@@ -25,7 +25,15 @@ public struct Params: Sendable {
         self.path = path
     }
 
-    public func fieldPath(_ key: String) -> String { "\(path).\(key)" }
+    /// `path.key`, or `path["key"]` when the key is not an identifier (`files["notes.md"]`).
+    public func fieldPath(_ key: String) -> String {
+        let isIdentifier =
+            key.utf8.first.map { !($0 >= 0x30 && $0 <= 0x39) } ?? false
+            && key.utf8.allSatisfy {
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F
+            }
+        return isIdentifier ? "\(path).\(key)" : "\(path)[\(JSONValue.string(key).encoded())]"
+    }
 
     public func has(_ key: String) -> Bool {
         if let value = members[key], !value.isNull { return true }

@@ -864,3 +864,46 @@ describe("end of requests", () => {
     expect(await w2.stderr).toBe("");
   });
 });
+
+describe("batch", () => {
+  test("file operations run in order in one round trip, as if sent alone", async () => {
+    const r = await w.ok("batch", {
+      stopOnError: true,
+      ops: [
+        { op: "file.write", path: "batch/a.txt", content: "one" },
+        { op: "file.edit", path: "batch/a.txt", edits: [{ oldText: "one", newText: "two" }] },
+        { op: "file.read", path: "batch/a.txt", maxBytes: 100 },
+      ],
+    });
+    expect(r.results.map((x: any) => x.ok)).toEqual([true, true, true]);
+    expect(r.results[2].result.content).toBe("two");
+    expect(r.results.every((x: any) => Number.isInteger(x.ms))).toBe(true);
+  });
+
+  test("stopOnError: the first failure ends the batch and later operations do not run", async () => {
+    const r = await w.ok("batch", {
+      stopOnError: true,
+      ops: [
+        { op: "file.read", path: "batch/missing.txt", maxBytes: 100 },
+        { op: "file.write", path: "batch/after.txt", content: "x" },
+      ],
+    });
+    expect(r.results.length).toBe(1);
+    expect(r.results[0].error.code).toBe("ENOENT");
+    expect(fs.existsSync(at("batch/after.txt"))).toBe(false);
+  });
+
+  test("without stopOnError every operation runs; commands cannot be batched", async () => {
+    const r = await w.ok("batch", {
+      stopOnError: false,
+      ops: [
+        { op: "file.read", path: "batch/missing.txt", maxBytes: 100 },
+        { op: "command.run", argv: ["true"] },
+        { op: "file.write", path: "batch/after.txt", content: "x" },
+      ],
+    });
+    expect(r.results.map((x: any) => x.ok)).toEqual([false, false, true]);
+    expect(r.results[1].error.code).toBe("INVALID_REQUEST");
+    expect(fs.readFileSync(at("batch/after.txt"), "utf8")).toBe("x");
+  });
+});

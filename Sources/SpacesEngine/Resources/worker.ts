@@ -168,6 +168,11 @@ function answerOk(id: unknown, result: unknown): void {
   writeLine('{"id":' + idJSON(id) + ',"ok":true,"result":' + JSON.stringify(result) + "}\n");
 }
 
+function errorPayload(err: unknown): { code: string; message: string; hint: string } {
+  if (err instanceof WorkerError) return { code: err.code, message: err.message, hint: err.hint };
+  return { code: "INTERNAL", message: (err as any)?.message ?? String(err), hint: "retry; if it keeps failing, report it" };
+}
+
 function answerError(id: unknown, err: unknown): void {
   let code = "INTERNAL";
   let message: string;
@@ -1041,6 +1046,30 @@ const syncOps: Record<string, (req: any) => unknown> = {
   cancel: opCancel,
   ping: () => ({}),
 };
+
+/**
+ * Several file operations in one round trip: each runs in order, as if sent alone; with `stopOnError`, the
+ * first failure ends the batch and the rest do not run. Answers `{results: [{ok, result | error}]}`.
+ */
+function opBatch(req: any): unknown {
+  if (!Array.isArray(req.ops)) throw invalid('"ops" must be an array of file operations');
+  const results: unknown[] = [];
+  for (const sub of req.ops) {
+    const op = sub?.op;
+    const run = typeof op === "string" && op.startsWith("file.") ? syncOps[op] : undefined;
+    const started = performance.now();
+    try {
+      if (run === undefined) throw invalid(`"${op}" cannot be batched`, "batch only file operations");
+      const result = run(sub);
+      results.push({ ok: true, result, ms: Math.round(performance.now() - started) });
+    } catch (err) {
+      results.push({ ok: false, error: errorPayload(err), ms: Math.round(performance.now() - started) });
+      if (req.stopOnError === true) break;
+    }
+  }
+  return { results };
+}
+syncOps.batch = opBatch;
 
 const asyncOps: Record<string, (req: any) => Promise<void>> = {
   "command.run": opCommandRun,
