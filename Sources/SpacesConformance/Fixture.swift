@@ -16,6 +16,7 @@ public import SpacesProtocol
 /// | `! sleep MS` | wait MS milliseconds |
 /// | `! oversize N` | send one line of N bytes (`{` followed by `a`s) |
 /// | `! crlf TEXT` | send TEXT terminated by `\r\n` |
+/// | `! args ARGS` | (first step only) append ARGS to the engine command, e.g. `--max-spaces 2` |
 ///
 /// In expected JSON, objects must have exactly the expected keys and arrays the expected length. String
 /// placeholders: `"<any>"`, `"<string>"`, `"<number>"`, `"<int>"`, `"<bool>"`, `"<time>"` (RFC 3339 UTC),
@@ -32,6 +33,7 @@ public struct Fixture: Sendable {
         case expectExit(Int32)
         case restart
         case sleep(milliseconds: Int)
+        case engineArguments(String)
     }
 
     public struct ParseError: Error, CustomStringConvertible {
@@ -84,6 +86,9 @@ public struct Fixture: Sendable {
                     guard let value = Int(bytes) else { throw ParseError(line: number, reason: "oversize needs bytes") }
                     steps.append(.sendOversized(value))
                 case ("crlf", let text?): steps.append(.sendCRLF(text))
+                case ("args", let arguments?):
+                    guard steps.isEmpty else { throw ParseError(line: number, reason: "args must be the first step") }
+                    steps.append(.engineArguments(arguments))
                 default: throw ParseError(line: number, reason: "unknown directive '\(line)'")
                 }
             } else {

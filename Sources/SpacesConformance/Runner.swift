@@ -71,10 +71,10 @@ public struct ConformanceRunner {
         }
     }
 
-    func start(stateDir: String, logPath: String) throws(CaseFailure) -> EngineProcess {
+    func start(stateDir: String, logPath: String, arguments: String) throws(CaseFailure) -> EngineProcess {
         do {
             return try EngineProcess(
-                command: engineCommand.replacingAll("{stateDir}", with: stateDir), logPath: logPath,
+                command: engineCommand.replacingAll("{stateDir}", with: stateDir) + arguments, logPath: logPath,
                 environment: environment)
         } catch {
             throw CaseFailure(message: error.description)
@@ -82,7 +82,9 @@ public struct ConformanceRunner {
     }
 
     func execute(_ fixture: Fixture, stateDir: String, logPath: String, checked: inout Int) throws(CaseFailure) {
-        var engine = try start(stateDir: stateDir, logPath: logPath)
+        var arguments = ""
+        if case .engineArguments(let extra)? = fixture.steps.first { arguments = " " + extra }
+        var engine = try start(stateDir: stateDir, logPath: logPath, arguments: arguments)
         var matcher = Matcher()
         var methods: [JSONValue: String] = [:]
 
@@ -205,10 +207,12 @@ public struct ConformanceRunner {
                 guard status == 0 else {
                     throw CaseFailure(message: "\(where_): engine exited with \(status) on restart")
                 }
-                engine = try start(stateDir: stateDir, logPath: logPath)
+                engine = try start(stateDir: stateDir, logPath: logPath, arguments: arguments)
                 methods = [:]
             case .sleep(let milliseconds):
                 usleep(UInt32(milliseconds) * 1000)
+            case .engineArguments:
+                break
             }
         }
         try expectNothingMore()

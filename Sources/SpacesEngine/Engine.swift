@@ -14,12 +14,14 @@ public struct EngineConfiguration: Sendable {
     public var bunPath: String?
     public var launcherPath: String?
     public var maxLineBytes: Int
+    public var maxSpaces: Int
     public var engineVersion: String
 
     public init(
         stateDirectory: String? = nil, bunPath: String? = nil, launcherPath: String? = nil,
-        maxLineBytes: Int = 16 << 20, engineVersion: String = "0.1.0"
+        maxLineBytes: Int = 16 << 20, maxSpaces: Int = 256, engineVersion: String = "0.1.0"
     ) {
+        self.maxSpaces = maxSpaces
         self.stateDirectory = stateDirectory ?? StateStore.defaultRoot()
         self.bunPath = bunPath
         self.launcherPath = launcherPath
@@ -134,6 +136,8 @@ public final class Engine: Sendable {
     }
 
     static let maxOperationsPerBatch = 1000
+    /// Batches one space may have waiting (the running one included): past this, `-32013`.
+    static let maxQueuedBatches = 256
 
     // MARK: spaces
 
@@ -179,6 +183,12 @@ public final class Engine: Sendable {
             throw RPCError.invalidParams(
                 params.fieldPath("capabilities"), "capabilities are not supported by this engine version",
                 hint: "remove capabilities; call your APIs from commands for now")
+        }
+        let count = state.withLock { $0.spaces.count }
+        guard count < configuration.maxSpaces else {
+            throw RPCError(
+                .busy, "this engine already has \(count) spaces, its maximum",
+                hint: "destroy spaces you no longer need (spaces/list shows them), or run another engine")
         }
         let environment: SpaceEnvironment
         switch self.environment() {
@@ -316,6 +326,11 @@ public final class Engine: Sendable {
         executor: SerialExecutor, job: @Sendable () async -> Result<JSONValue, RPCError>
     ) {
         let space = try space(try params.string("spaceId"))
+        guard space.executor.pending < Self.maxQueuedBatches else {
+            throw RPCError(
+                .busy, "space \(space.id) already has \(Self.maxQueuedBatches) batches waiting",
+                hint: "wait for earlier batches to answer before submitting more, or put more operations in one batch")
+        }
         let runId = try params.optionalString("runId")
         if let runId {
             switch space.runState(runId) {

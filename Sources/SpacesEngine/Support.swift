@@ -80,6 +80,11 @@ package final class SerialExecutor: Sendable {
 
     private let state = Mutex(State())
 
+    /// Jobs submitted and not yet finished, the running one included.
+    package var pending: Int {
+        state.withLock { $0.jobs.count - $0.head + ($0.running ? 1 : 0) }
+    }
+
     package func submit(_ job: @escaping @Sendable () async -> Void) {
         let start = state.withLock { state -> Bool in
             state.jobs.append(job)

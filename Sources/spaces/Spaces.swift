@@ -55,11 +55,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The longest accepted input line, in bytes.")
     var maxLineBytes: Int = 16 << 20
 
+    @Option(help: "The most spaces this engine keeps at once; spaces/create answers -32013 past it.")
+    var maxSpaces: Int = 256
+
     func run() async throws {
         let output = OutputChannel.claimStandardOutput()
         let logger = options.makeLogger()
         var configuration = options.configuration()
         configuration.maxLineBytes = maxLineBytes
+        configuration.maxSpaces = maxSpaces
         let server = StdioServer(output: output, logger: logger, maxLineBytes: maxLineBytes)
         let engine: Engine
         do {
