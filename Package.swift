@@ -72,6 +72,10 @@ let package = Package(
             name: "SpacesPolicyTests", dependencies: ["SpacesPolicy", "SpacesProtocol"], swiftSettings: strictSettings),
         .testTarget(
             name: "SpacesEngineTests", dependencies: ["SpacesEngine", "SpacesProtocol"], swiftSettings: strictSettings),
+        // Hostile code run inside real spaces through the protocol: every attack must fail, the host unchanged.
+        .testTarget(
+            name: "SpacesAttackTests", dependencies: ["SpacesConformance", "SpacesProtocol"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "SpacesConformanceTests",
             dependencies: ["SpacesConformance", "SpacesProtocol"],

@@ -204,7 +204,14 @@ public struct SpaceEnvironment: Sendable {
         var pid: pid_t = 0
         let cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { cArguments.forEach { free($0) } }
-        let status = posix_spawnp(&pid, argv[0], &actions, nil, cArguments, environ)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let status = posix_spawnp(&pid, argv[0], &actions, &attributes, cArguments, environ)
         Glibc.close(pipeFDs[1])
         defer { Glibc.close(pipeFDs[0]) }
         guard status == 0 else { return nil }

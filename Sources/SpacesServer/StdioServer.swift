@@ -7,6 +7,10 @@ import Synchronization
     import Glibc
 #endif
 
+/// The write end of the termination-signal pipe: set once before the handler is installed, then only read by
+/// the handler, which may run on any thread at any time.
+nonisolated(unsafe) private var terminationSignalFD: Int32 = -1
+
 /// JSON-RPC 2.0 over newline-delimited stdin/stdout: framing, routing and concurrency, no product logic.
 ///
 /// A reader thread reads stdin in large chunks and hands every complete line of a chunk to the serving task
@@ -34,6 +38,24 @@ public final class StdioServer: Sendable {
         self.maxLineBytes = maxLineBytes
     }
 
+    /// Routes SIGTERM and SIGINT to a pipe; returns its read end.
+    static func installTerminationHandler() -> Int32 {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return -1 }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        terminationSignalFD = fds[1]
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in
+            var byte: UInt8 = 1
+            _ = write(terminationSignalFD, &byte, 1)
+        }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = SA_RESTART
+        sigaction(SIGTERM, &action, nil)
+        sigaction(SIGINT, &action, nil)
+        return fds[0]
+    }
+
     public func attach(_ engine: Engine) { self.engine.withLock { $0 = engine } }
 
     var currentEngine: Engine {
@@ -44,6 +66,20 @@ public final class StdioServer: Sendable {
     public func run(inputFD: Int32 = 0) async -> Int32 {
         let maxLineBytes = self.maxLineBytes
         let (done, doneContinuation) = AsyncStream<Void>.makeStream()
+        // SIGTERM and SIGINT stop the engine like the end of input: running work is cancelled, every space is
+        // stopped, exit 0. The handler only writes a byte to a pipe (async-signal-safe); this thread does the rest.
+        let signalFD = Self.installTerminationHandler()
+        startThread(name: "signals") { [logger] in
+            var byte: UInt8 = 0
+            while true {
+                let count = read(signalFD, &byte, 1)
+                if count == 1 { break }
+                if count < 0 && errno == EINTR { continue }
+                return
+            }
+            logger.info("received a termination signal")
+            doneContinuation.finish()
+        }
         // The reader thread routes each line itself, in arrival order: routing never waits for a request to
         // finish (work runs in tasks), so reading goes on while requests run, with no hop per line.
         startThread(name: "stdin-reader") { [self] in
