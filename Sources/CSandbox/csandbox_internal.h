@@ -40,6 +40,16 @@ struct csandbox_options {
     char **environment;  // NULL-terminated, exactly the --env values
     const char *cwd;
     char **program;      // NULL-terminated argv of the worker; program[0] is the path to exec
+    // Resource limits of the worker and everything it runs; 0 means "leave as inherited".
+    unsigned long long rlimit_nproc;
+    unsigned long long rlimit_nofile;
+    unsigned long long rlimit_fsize;
+    // The space's cgroup (`agent-spaces/<cgroup_name>` below the monitor's own cgroup in each controller);
+    // NULL for none. 0 means "no limit" for each of the three.
+    const char *cgroup_name;
+    unsigned long long memory_bytes;
+    unsigned long long pids_max;
+    unsigned long long cpu_millis;
 };
 
 // csandbox_status.c — reporting set-up failures.
@@ -87,6 +97,53 @@ void csandbox_build_root(const struct csandbox_options *options);
 
 /// Makes the working directory (the new root) the root, detaches the host's, and remounts the root read-only.
 void csandbox_enter_root(void);
+
+// csandbox_confine.c — what the worker (and init) may still do: capabilities, rlimits, the seccomp filter.
+
+/// Sets the worker's rlimits from the options (soft = hard) and RLIMIT_CORE to 0. Exits through csandbox_fail.
+void csandbox_apply_rlimits(const struct csandbox_options *options);
+
+/// Empties the bounding, ambient, inheritable, permitted and effective sets, and locks the securebits so that
+/// no exec, not even of a program as uid 0, gives any back. Exits through csandbox_fail (step `capabilities`).
+void csandbox_drop_capabilities(void);
+
+/// Builds the space's seccomp filter and loads it into the calling process (which must have no_new_privs).
+/// Returns 0, or an errno value with `*what` naming the part that failed.
+int csandbox_load_seccomp(const char **what);
+
+// csandbox_cgroup.c — the space's cgroups, made and removed by the monitor.
+
+/// The controllers a space is limited by, in the order they are reported.
+enum csandbox_controller { CSANDBOX_MEMORY, CSANDBOX_PIDS, CSANDBOX_CPU, CSANDBOX_CONTROLLER_COUNT };
+
+/// One space's cgroups: a directory per controller (one shared directory on cgroup v2), empty when the
+/// controller is unavailable, with the reason.
+struct csandbox_cgroups {
+    char directory[CSANDBOX_CONTROLLER_COUNT][4096];
+    bool version2[CSANDBOX_CONTROLLER_COUNT];
+    char problem[CSANDBOX_CONTROLLER_COUNT][256];
+};
+
+/// Creates the space's cgroup in each controller that works here and writes the limits. Never fails: a
+/// controller that does not work is marked unavailable with the reason. With `name` NULL, does nothing.
+void csandbox_cgroups_create(struct csandbox_cgroups *cgroups, const char *name, unsigned long long memory_bytes,
+                             unsigned long long pids_max, unsigned long long cpu_millis);
+
+/// Moves `pid` into each created cgroup; a controller it cannot join becomes unavailable (and its directory is
+/// removed again).
+void csandbox_cgroups_attach(struct csandbox_cgroups *cgroups, pid_t pid);
+
+/// Writes one `cgroup <controller> <ok|unavailable> <detail>` line per controller to `fd`.
+void csandbox_cgroups_report(const struct csandbox_cgroups *cgroups, int fd);
+
+/// Removes the space's cgroup directories. Call only when no process of the space is left.
+void csandbox_cgroups_remove(struct csandbox_cgroups *cgroups);
+
+// csandbox_probe.c
+
+/// `spaces-launcher --probe`: tries each layer that can only be known by trying (loading a seccomp filter,
+/// making and joining a cgroup per controller) and prints one line per layer to stdout. Returns the exit code.
+int csandbox_probe_main(void);
 
 // csandbox_init.c
 

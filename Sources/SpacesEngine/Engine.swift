@@ -15,13 +15,16 @@ public struct EngineConfiguration: Sendable {
     public var launcherPath: String?
     public var maxLineBytes: Int
     public var maxSpaces: Int
+    /// Pre-started spaces kept ready for `spaces/create` (0: none).
+    public var poolSize: Int
     public var engineVersion: String
 
     public init(
         stateDirectory: String? = nil, bunPath: String? = nil, launcherPath: String? = nil,
-        maxLineBytes: Int = 16 << 20, maxSpaces: Int = 256, engineVersion: String = "0.1.0"
+        maxLineBytes: Int = 16 << 20, maxSpaces: Int = 256, poolSize: Int = 2, engineVersion: String = "0.1.0"
     ) {
         self.maxSpaces = maxSpaces
+        self.poolSize = poolSize
         self.stateDirectory = stateDirectory ?? StateStore.defaultRoot()
         self.bunPath = bunPath
         self.launcherPath = launcherPath
@@ -51,6 +54,7 @@ public final class Engine: Sendable {
     }
 
     private let state = Mutex(State())
+    let pool: SpacePool
 
     public init(
         configuration: EngineConfiguration, logger: Logger, notify: @escaping @Sendable (String, JSONValue) -> Void
@@ -61,8 +65,11 @@ public final class Engine: Sendable {
         self.store = StateStore(root: configuration.stateDirectory)
         self.logger = logger
         self.notify = notify
+        self.pool = SpacePool(capacity: configuration.poolSize, store: store, logger: logger)
         do {
             try store.prepare()
+            // Pooled spaces of an earlier engine are gone with it; their directories are leftovers.
+            store.remove(pool.poolDirectory)
         } catch {
             throw RPCError(
                 .internalError, "the state directory cannot be used: \(error)",
@@ -112,11 +119,14 @@ public final class Engine: Sendable {
         _ = try params.optionalObject("client")
         _ = try params.optionalObject("capabilities")
         let report = Sandbox.probe()
-        let bunVersion: String =
-            switch environment() {
-            case .success(let environment): environment.bunVersion
-            case .failure: "unavailable"
-            }
+        let bunVersion: String
+        switch environment() {
+        case .success(let environment):
+            bunVersion = environment.bunVersion
+            pool.refill(environment: environment)
+        case .failure:
+            bunVersion = "unavailable"
+        }
         return [
             "protocolVersion": "0.1",
             "engine": ["name": "agent-spaces", "version": .string(configuration.engineVersion)],
@@ -196,18 +206,31 @@ public final class Engine: Sendable {
         case .failure(let error): throw RPCError(.isolationUnavailable, error.message, hint: error.hint)
         }
 
-        let spaceId = Identifier.make("sp_")
-        let (uid, gid) = Self.hostIdentity()
+        let pooled = SpacePool.fits(name: name, policy: policy) ? pool.take(environment: environment) : nil
+        let spaceId = pooled?.spaceId ?? Identifier.make("sp_")
+        let (uid, gid) = pooled.map { ($0.hostUID, $0.hostGID) } ?? Self.hostIdentity()
         let record = SpaceRecord(
             spaceId: spaceId, name: name ?? spaceId, createdAt: Clock.timestamp(), policyJSON: policy.json,
             hostUID: uid, hostGID: gid, seqReserved: 0, runs: [])
         let space = Space(record: record, policy: policy, store: store, environment: environment, logger: logger)
-        do {
-            try store.makeDirectory(store.workspace(spaceId))
+        do throws(StateStore.Failure) {
+            if let pooled {
+                // The sandbox keeps the workspace it was started with: only its path on the host changes.
+                guard rename(pool.directory(spaceId), store.spaceDirectory(spaceId)) == 0 else {
+                    throw StateStore.Failure(description: "cannot move the pooled space into place")
+                }
+                space.adopt(pooled.worker)
+            } else {
+                try store.makeDirectory(store.workspace(spaceId))
+            }
             if let copyFrom { try store.copyContents(of: copyFrom, into: store.workspace(spaceId)) }
-            store.chown(store.spaceDirectory(spaceId), uid: uid, gid: gid)
+            if pooled == nil || copyFrom != nil { store.chown(store.spaceDirectory(spaceId), uid: uid, gid: gid) }
             try store.save(record)
         } catch {
+            if let pooled {
+                pooled.worker.process.kill()
+                store.remove(pool.directory(spaceId))
+            }
             store.remove(store.spaceDirectory(spaceId))
             if copyFrom != nil, error.description.contains("copy") || error.description.contains("not a directory") {
                 throw RPCError.invalidParams(
@@ -440,6 +463,7 @@ public final class Engine: Sendable {
             return (Array(state.spaces.values), Array(state.batches.values))
         }
         await Self.cancel(batches)
+        await pool.drain()
         await withTaskGroup(of: Void.self) { group in
             for space in spaces { group.addTask { await space.stopWorker(destroy: false) } }
         }

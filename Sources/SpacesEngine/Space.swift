@@ -125,10 +125,30 @@ final class Space: Sendable {
             break
         }
         let record = self.record
+        let worker = try await Self.startWorker(
+            environment: environment, hostname: record.name.replacingUnderscores, workspace: workspacePath,
+            uid: record.hostUID, gid: record.hostGID, logger: logger)
+        let process = worker.process
+        let installed = state.withLock { state -> Bool in
+            if case .destroyed = state.worker { return false }
+            state.worker = .running(worker)
+            state.workerStarts += 1
+            return true
+        }
+        guard installed else {
+            process.kill()
+            _ = await process.waitForExit()
+            throw SpaceError.destroyed
+        }
+        return worker
+    }
+
+    /// Launches a space's sandbox and waits for its worker to answer.
+    static func startWorker(
+        environment: SpaceEnvironment, hostname: String, workspace: String, uid: UInt32, gid: UInt32, logger: Logger
+    ) async throws(SpaceError) -> WorkerConnection {
         let spec = environment.sandboxSpec(
-            hostname: record.name.replacingUnderscores, workspace: workspacePath, uid: record.hostUID,
-            gid: record.hostGID,
-            tmpSizeBytes: 256 << 20)
+            hostname: hostname, workspace: workspace, uid: uid, gid: gid, tmpSizeBytes: 256 << 20)
         let launchStarted = Clock.monotonicNanoseconds()
         let process: SandboxProcess
         do {
@@ -136,7 +156,6 @@ final class Space: Sendable {
         } catch {
             throw SpaceError.launch(error)
         }
-        let logger = self.logger
         let worker = WorkerConnection(process: process, logger: logger) { reason in
             logger.debug("worker channel closed: \(reason)")
             process.kill()
@@ -150,18 +169,15 @@ final class Space: Sendable {
             throw SpaceError.workerDidNotStart(error.description)
         }
         logger.debug("worker ready", metadata: ["ms": "\(Clock.millisecondsSince(launchStarted))"])
-        let installed = state.withLock { state -> Bool in
-            if case .destroyed = state.worker { return false }
+        return worker
+    }
+
+    /// Takes over a worker started before the space existed (from the warm pool).
+    func adopt(_ worker: WorkerConnection) {
+        state.withLock { state in
             state.worker = .running(worker)
             state.workerStarts += 1
-            return true
         }
-        guard installed else {
-            process.kill()
-            _ = await process.waitForExit()
-            throw SpaceError.destroyed
-        }
-        return worker
     }
 
     /// Kills every process of the space and waits until they are gone. With `destroy`, no worker starts again.

