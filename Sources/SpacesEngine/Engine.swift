@@ -346,7 +346,7 @@ public final class Engine: Sendable {
     /// Validates an `operations/submit` and returns the space's executor with the job that runs the batch.
     /// Call `executor.submit` at once: the call order is the order batches run in.
     package func prepareSubmit(_ params: Params, requestID: JSONValue?) throws(RPCError) -> (
-        executor: SerialExecutor, job: @Sendable () async -> Result<JSONValue, RPCError>
+        executor: SerialExecutor, preferred: (any TaskExecutor)?, job: @Sendable () async -> Result<JSONValue, RPCError>
     ) {
         let space = try space(try params.string("spaceId"))
         guard space.executor.pending < Self.maxQueuedBatches else {
@@ -426,7 +426,7 @@ public final class Engine: Sendable {
             if space.isDestroyed { return .failure(RPCError.spaceNotFound(space.id)) }
             return .success(await space.run(request, control: control, notify: streamer))
         }
-        return (space.executor, job)
+        return (space.executor, space.currentWorker?.thread, job)
     }
 
     public func cancelBatch(_ params: Params) throws(RPCError) -> JSONValue {

@@ -85,14 +85,16 @@ package final class SerialExecutor: Sendable {
         state.withLock { $0.jobs.count - $0.head + ($0.running ? 1 : 0) }
     }
 
-    package func submit(_ job: @escaping @Sendable () async -> Void) {
+    /// Queues a job. When the queue was idle, a task starts draining it, preferring `executor` (the space's
+    /// worker thread) so that the batch runs where the worker's answers arrive.
+    package func submit(preferring executor: (any TaskExecutor)? = nil, _ job: @escaping @Sendable () async -> Void) {
         let start = state.withLock { state -> Bool in
             state.jobs.append(job)
             if state.running { return false }
             state.running = true
             return true
         }
-        if start { Task { await self.drain() } }
+        if start { Task(executorPreference: executor) { await self.drain() } }
     }
 
     private func drain() async {

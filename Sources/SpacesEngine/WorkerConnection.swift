@@ -7,6 +7,19 @@ import Synchronization
     import Glibc
 #endif
 
+/// Splits the answer stream into lines; used only on the worker's thread.
+final class AnswerReader: @unchecked Sendable {
+    // @unchecked: touched only by the one thread that reads the worker's answers.
+    private var splitter = LineSplitter(maxLineBytes: 256 << 20)
+    private var lines: [LineSplitter.Line] = []
+
+    func feed(_ chunk: UnsafeRawBufferPointer) -> [[UInt8]] {
+        lines.removeAll(keepingCapacity: true)
+        splitter.feed(chunk, into: &lines)
+        return lines.compactMap { if case .complete(let bytes) = $0 { bytes } else { nil } }
+    }
+}
+
 /// What the worker answered to one request.
 enum WorkerAnswer: Sendable {
     case ok(JSONValue)
@@ -41,6 +54,8 @@ final class WorkerConnection: Sendable {
     }
 
     let process: SandboxProcess
+    /// Reads the answers and runs the batches of the space while this worker serves it.
+    let thread = WorkerThread()
     private let state = Mutex(State())
     private let writeLock = Mutex(())
     private let logger: Logger
@@ -55,8 +70,14 @@ final class WorkerConnection: Sendable {
 
     /// Starts the reader thread and waits for the worker's `ready` line, at most `timeoutMs`.
     func waitUntilReady(timeoutMs: Int) async throws(WorkerStartError) {
-        let fd = process.responseFD
-        startThread(name: "worker-reader") { [self] in self.readLoop(fd: fd) }
+        let reader = AnswerReader()
+        thread.start(reading: process.responseFD) { [self] chunk in
+            if chunk.isEmpty {
+                close(reason: "the worker's channel closed")
+            } else {
+                for line in reader.feed(chunk) { handle(line) }
+            }
+        }
         let watchdog = Task { [process] in
             try await Task.sleep(for: .milliseconds(timeoutMs))
             process.kill()
@@ -125,28 +146,6 @@ final class WorkerConnection: Sendable {
                 logger.debug("worker request not sent: \(error)")
             }
         }
-    }
-
-    private func readLoop(fd: Int32) {
-        var splitter = LineSplitter(maxLineBytes: 256 << 20)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
-        defer { buffer.deallocate() }
-        var lines: [LineSplitter.Line] = []
-        while true {
-            let count: Int
-            do {
-                count = try FileDescriptorIO.read(fd, into: buffer)
-            } catch {
-                count = 0
-            }
-            if count == 0 { break }
-            splitter.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), into: &lines)
-            for line in lines {
-                if case .complete(let bytes) = line { handle(bytes) }
-            }
-            lines.removeAll(keepingCapacity: true)
-        }
-        close(reason: "the worker's channel closed")
     }
 
     private func handle(_ bytes: [UInt8]) {

@@ -295,8 +295,8 @@ public final class StdioServer: Sendable {
         case "runs/end": now { () throws(RPCError) in try engine.endRun(params) }
         case "operations/submit":
             do {
-                let (executor, job) = try engine.prepareSubmit(params, requestID: isNotification ? nil : id)
-                executor.submit { answer(await job()) }
+                let (executor, preferred, job) = try engine.prepareSubmit(params, requestID: isNotification ? nil : id)
+                executor.submit(preferring: preferred) { answer(await job()) }
             } catch {
                 answer(.failure(error))
             }
