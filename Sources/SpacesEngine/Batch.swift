@@ -253,6 +253,10 @@ extension Space {
     /// The fields the worker gets for an operation: the client's, plus the limits the policy sets.
     private func workerFields(_ operation: Operation) -> [String: JSONValue] {
         var fields = operation.fields
+        // Paths reach the worker workspace-relative, whatever root the worker has.
+        for (field, path) in operation.paths {
+            if let relative = WorkspaceBoundary.relativePath(path) { fields[field] = .string(relative) }
+        }
         let limits = policy.limits
         switch operation.kind {
         case .fileRead:

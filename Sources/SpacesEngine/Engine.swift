@@ -17,6 +17,8 @@ public struct EngineConfiguration: Sendable {
     public var maxSpaces: Int
     /// Pre-started spaces kept ready for `spaces/create` (0: none).
     public var poolSize: Int
+    /// Run workers on the host with no isolation: only with the loud opt-in flag, never by default.
+    public var unsafeNoIsolation = false
     public var engineVersion: String
 
     public init(
@@ -98,7 +100,13 @@ public final class Engine: Sendable {
 
     func environment() -> Result<SpaceEnvironment, SpaceEnvironment.LocateError> {
         if let cached = state.withLock({ $0.environment }) { return cached }
-        let located = SpaceEnvironment.locate(bun: configuration.bunPath, launcher: configuration.launcherPath)
+        var located = SpaceEnvironment.locate(
+            bun: configuration.bunPath, launcher: configuration.launcherPath,
+            requireLauncher: !configuration.unsafeNoIsolation)
+        if case .success(var environment) = located {
+            environment.unsafeNoIsolation = configuration.unsafeNoIsolation
+            located = .success(environment)
+        }
         state.withLock { $0.environment = located }
         return located
     }
@@ -131,12 +139,17 @@ public final class Engine: Sendable {
             "protocolVersion": "0.1",
             "engine": ["name": "agent-spaces", "version": .string(configuration.engineVersion)],
             "runtimes": [["language": "typescript", "runtime": "bun", "version": .string(bunVersion)]],
-            "isolation": [
-                "user": .bool(report.user), "mount": .bool(report.mount), "pid": .bool(report.pid),
-                "net": .bool(report.net), "ipc": .bool(report.ipc), "uts": .bool(report.uts),
-                "seccomp": .bool(report.seccomp), "capabilitiesDropped": .bool(report.capabilitiesDropped),
-                "cgroup": .string(report.cgroup),
-            ],
+            "isolation": configuration.unsafeNoIsolation
+                ? [
+                    "user": false, "mount": false, "pid": false, "net": false, "ipc": false, "uts": false,
+                    "seccomp": false, "capabilitiesDropped": false, "cgroup": "none", "unsafe": true,
+                ]
+                : [
+                    "user": .bool(report.user), "mount": .bool(report.mount), "pid": .bool(report.pid),
+                    "net": .bool(report.net), "ipc": .bool(report.ipc), "uts": .bool(report.uts),
+                    "seccomp": .bool(report.seccomp), "capabilitiesDropped": .bool(report.capabilitiesDropped),
+                    "cgroup": .string(report.cgroup),
+                ],
             "limits": [
                 "maxLineBytes": JSONValue(configuration.maxLineBytes), "outputBytes": 1_048_576,
                 "maxOperationsPerBatch": JSONValue(Self.maxOperationsPerBatch),
@@ -208,7 +221,9 @@ public final class Engine: Sendable {
 
         let pooled = SpacePool.fits(name: name, policy: policy) ? pool.take(environment: environment) : nil
         let spaceId = pooled?.spaceId ?? Identifier.make("sp_")
-        let (uid, gid) = pooled.map { ($0.hostUID, $0.hostGID) } ?? Self.hostIdentity()
+        let (uid, gid) =
+            pooled.map { ($0.hostUID, $0.hostGID) }
+            ?? (configuration.unsafeNoIsolation ? (getuid(), getgid()) : Self.hostIdentity())
         let record = SpaceRecord(
             spaceId: spaceId, name: name ?? spaceId, createdAt: Clock.timestamp(), policyJSON: policy.json,
             hostUID: uid, hostGID: gid, seqReserved: 0, runs: [])
@@ -254,7 +269,13 @@ public final class Engine: Sendable {
             throw error.rpcError
         }
         state.withLock { $0.spaces[spaceId] = space }
-        logger.info("space created", metadata: ["space": "\(spaceId)", "name": "\(record.name)"])
+        if configuration.unsafeNoIsolation {
+            logger.warning(
+                "space created WITHOUT ISOLATION: its code runs on this host as this user (--unsafe-no-isolation)",
+                metadata: ["space": "\(spaceId)", "name": "\(record.name)"])
+        } else {
+            logger.info("space created", metadata: ["space": "\(spaceId)", "name": "\(record.name)"])
+        }
         return space.json(withStats: false)
     }
 

@@ -71,10 +71,11 @@ final class Space: Sendable {
                 "state": .string(running ? "ready" : "idle"), "policy": state.record.policyJSON,
                 "workspace": ["root": .string(WorkspaceBoundary.root)], "createdAt": .string(state.record.createdAt),
             ]
+            if environment.unsafeNoIsolation { result["unsafe"] = true }
             if withStats {
                 let processes: Int =
                     if case .running(let worker) = state.worker, !worker.isClosed {
-                        StateStore.descendantCount(of: worker.process.monitorPID)
+                        StateStore.descendantCount(of: worker.process.rootPID)
                     } else { 0 }
                 result["stats"] = [
                     "bytes": JSONValue(store.diskUsage(store.workspace(id))), "processes": JSONValue(processes),
@@ -150,11 +151,21 @@ final class Space: Sendable {
         let spec = environment.sandboxSpec(
             hostname: hostname, workspace: workspace, uid: uid, gid: gid, tmpSizeBytes: 256 << 20)
         let launchStarted = Clock.monotonicNanoseconds()
-        let process: SandboxProcess
-        do {
-            process = try await SpaceEnvironment.launchOffPool(spec, launcherPath: environment.launcherPath)
-        } catch {
-            throw SpaceError.launch(error)
+        let process: any WorkerProcess
+        if environment.unsafeNoIsolation {
+            do {
+                process = try UnsafeWorkerProcess(
+                    bun: environment.bunPath, script: environment.workerScriptPath, workspace: workspace,
+                    environment: spec.environment)
+            } catch {
+                throw SpaceError.workerDidNotStart(error.description)
+            }
+        } else {
+            do {
+                process = try await SpaceEnvironment.launchOffPool(spec, launcherPath: environment.launcherPath)
+            } catch {
+                throw SpaceError.launch(error)
+            }
         }
         let worker = WorkerConnection(process: process, logger: logger) { reason in
             logger.debug("worker channel closed: \(reason)")

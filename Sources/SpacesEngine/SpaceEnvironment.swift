@@ -15,6 +15,8 @@ public struct SpaceEnvironment: Sendable {
     public var bunPath: String
     public var bunVersion: String
     public var workerScriptPath: String
+    /// Workers run on the host with no isolation at all (`--unsafe-no-isolation`).
+    public var unsafeNoIsolation = false
 
     /// Inside every space.
     static let bunInside = "/opt/spaces/bin/bun"
@@ -53,9 +55,11 @@ public struct SpaceEnvironment: Sendable {
     }
 
     /// Finds everything, or says what is missing and how to provide it.
-    public static func locate(bun explicitBun: String?, launcher explicitLauncher: String?) -> Result<
-        SpaceEnvironment, LocateError
-    > {
+    public static func locate(
+        bun explicitBun: String?, launcher explicitLauncher: String?, requireLauncher: Bool = true
+    )
+        -> Result<SpaceEnvironment, LocateError>
+    {
         guard let bun = locateBun(explicit: explicitBun) else {
             return .failure(
                 LocateError(
@@ -71,7 +75,7 @@ public struct SpaceEnvironment: Sendable {
                 ))
         }
         let launcher = explicitLauncher ?? Sandbox.launcherPath()
-        guard launcher != nil else {
+        guard launcher != nil || !requireLauncher else {
             return .failure(
                 LocateError(
                     message: "spaces-launcher was not found beside the spaces executable",

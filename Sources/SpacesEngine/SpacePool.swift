@@ -77,7 +77,7 @@ final class SpacePool: Sendable {
 
     private func fillOne(environment: SpaceEnvironment) async {
         let spaceId = Identifier.make("sp_")
-        let (uid, gid) = Engine.hostIdentity()
+        let (uid, gid) = environment.unsafeNoIsolation ? (getuid(), getgid()) : Engine.hostIdentity()
         let workspace = directory(spaceId) + "/workspace"
         do {
             try store.makeDirectory(workspace)

@@ -53,7 +53,7 @@ final class WorkerConnection: Sendable {
         var description: String
     }
 
-    let process: SandboxProcess
+    let process: any WorkerProcess
     /// Reads the answers and runs the batches of the space while this worker serves it.
     let thread = WorkerThread()
     private let state = Mutex(State())
@@ -62,7 +62,7 @@ final class WorkerConnection: Sendable {
     /// Called once, on the reader thread, when the channel closes (the worker exited or was killed).
     private let onClose: @Sendable (String) -> Void
 
-    init(process: SandboxProcess, logger: Logger, onClose: @escaping @Sendable (String) -> Void) {
+    init(process: any WorkerProcess, logger: Logger, onClose: @escaping @Sendable (String) -> Void) {
         self.process = process
         self.logger = logger
         self.onClose = onClose

@@ -31,11 +31,13 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Log level on stderr: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
-    func makeLogger(label: String = "spaces") -> Logger {
+    func makeLogger(label: String = "spaces", unsafe: Bool = false) -> Logger {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
+            // Every log line of an engine without isolation says so.
+            if unsafe { handler.metadata["isolation"] = "NONE" }
             return handler
         }
         return Logger(label: label)
@@ -61,13 +63,23 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Spaces kept started in advance, so spaces/create answers at once (0: none).")
     var pool: Int = 2
 
+    @Flag(
+        name: .customLong("unsafe-no-isolation"),
+        help: "DANGER: run every space's code directly on this host, as this user, with no isolation at all.")
+    var unsafeNoIsolation = false
+
     func run() async throws {
         let output = OutputChannel.claimStandardOutput()
-        let logger = options.makeLogger()
+        let logger = options.makeLogger(unsafe: unsafeNoIsolation)
         var configuration = options.configuration()
         configuration.maxLineBytes = maxLineBytes
         configuration.maxSpaces = maxSpaces
         configuration.poolSize = max(0, pool)
+        configuration.unsafeNoIsolation = unsafeNoIsolation
+        if unsafeNoIsolation {
+            logger.critical(
+                "running WITHOUT ISOLATION (--unsafe-no-isolation): code in every space runs on this host as this user")
+        }
         let server = StdioServer(output: output, logger: logger, maxLineBytes: maxLineBytes)
         let engine: Engine
         do {
