@@ -107,6 +107,8 @@ final class AttackEngine {
         let message = try JSONValue.parse(line)
         if let id = message["id"]?.intValue {
             responses[id] = message
+        } else if message["id"] == .null, let error = message["error"] {
+            throw AttackFailure(description: "the engine refused a request line: \(error)")
         } else if message["method"] != nil {
             notifications.append(message)
         }
@@ -278,6 +280,12 @@ enum Host {
     static func marker(_ prefix: String = "atk") -> String {
         var generator = SystemRandomNumberGenerator()
         return prefix + String(UInt64.random(in: 1 << 60..<UInt64.max, using: &generator), radix: 16)
+    }
+
+    static func hostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count - 1)
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     static func makeTemporaryDirectory() -> String {
