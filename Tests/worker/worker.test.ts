@@ -9,7 +9,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as nodePath from "node:path";
 
-const WORKER = nodePath.resolve(import.meta.dir, "../../Sources/SpacesEngine/Resources/worker.ts");
+import { copyEntry, killAllProcesses, removeEntry } from "../../Sources/SpacesEngine/Resources/worker.ts";
+
+/** SPACES_TEST_WORKER runs these tests against another copy of the worker (e.g. an older one, to see a test fail). */
+const WORKER =
+  process.env.SPACES_TEST_WORKER ?? nodePath.resolve(import.meta.dir, "../../Sources/SpacesEngine/Resources/worker.ts");
 
 interface Answer {
   id: number | null;
@@ -433,6 +437,12 @@ describe("file.write and file.read", () => {
   test("a FIFO is refused instead of blocking the worker", async () => {
     Bun.spawnSync(["mkfifo", at("rw/fifo")]);
     expect((await w.fail("file.read", { path: "rw/fifo", maxBytes: 10 })).code).toBe("INVALID_PATH");
+    expect((await w.fail("file.write", { path: "rw/fifo", content: "x" })).code).toBe("INVALID_PATH");
+    expect((await w.fail("file.edit", { path: "rw/fifo", edits: [{ oldText: "a", newText: "b" }] })).code).toBe(
+      "INVALID_PATH",
+    );
+    const append = await w.fail("command.run", { argv: ["true"], stdoutTo: "rw/fifo", timeoutMs: 1000, outputBytes: 1 });
+    expect(append.code).toBe("INVALID_PATH");
   });
 
   test("a 10 MiB base64 write in one line, read back", async () => {
@@ -905,5 +915,246 @@ describe("batch", () => {
     expect(r.results.map((x: any) => x.ok)).toEqual([false, false, true]);
     expect(r.results[1].error.code).toBe("INVALID_REQUEST");
     expect(fs.readFileSync(at("batch/after.txt"), "utf8")).toBe("x");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Races: a symlink swapped in while the worker works (docs/WORKER.md, "Races")
+
+/** A child process that atomically exchanges two workspace entries (renameat2 RENAME_EXCHANGE) in a tight loop
+ * until it is killed. Resolves once it is swapping. */
+async function startSwapper(a: string, b: string): Promise<ReturnType<typeof Bun.spawn>> {
+  const script = nodePath.join(tmpRoot, "swapper.ts");
+  fs.writeFileSync(
+    script,
+    `import { dlopen, FFIType, ptr } from "bun:ffi";
+import * as fs from "node:fs";
+const libc = dlopen("libc.so.6", {
+  renameat2: { args: [FFIType.i32, FFIType.cstring, FFIType.i32, FFIType.cstring, FFIType.u32], returns: FFIType.i32 },
+});
+const [a, b] = process.argv.slice(2).map((p) => Buffer.from(p + "\\0"));
+const AT_FDCWD = -100, RENAME_EXCHANGE = 2;
+if (libc.symbols.renameat2(AT_FDCWD, ptr(a), AT_FDCWD, ptr(b), RENAME_EXCHANGE) !== 0) process.exit(3);
+fs.writeSync(1, "swapping\\n");
+for (;;) libc.symbols.renameat2(AT_FDCWD, ptr(a), AT_FDCWD, ptr(b), RENAME_EXCHANGE);
+`,
+  );
+  const proc = Bun.spawn([process.execPath, script, a, b], { stdio: ["ignore", "pipe", "inherit"] });
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  const first = await reader.read();
+  reader.releaseLock();
+  if (new TextDecoder().decode(first.value) !== "swapping\n") throw new Error("the swapper did not start");
+  return proc;
+}
+
+async function stopSwapper(proc: ReturnType<typeof Bun.spawn>): Promise<void> {
+  proc.kill("SIGKILL");
+  await proc.exited;
+}
+
+/** Codes a racing operation may fail with; anything else (INTERNAL above all) is a bug. */
+const RACE_CODES = new Set(["OUTSIDE_WORKSPACE", "INVALID_PATH", "ENOENT", "ENOTDIR", "EDIT_NO_MATCH", "CONFLICT"]);
+
+describe("races: a symlink swapped in during file operations never leads outside", () => {
+  const CANARY = "CANARY outside: inside content\n";
+
+  test("the final component: 500 reads and 500 writes and edits through a file swapped with a symlink out", async () => {
+    const outside = nodePath.join(tmpRoot, "outside-final");
+    fs.mkdirSync(outside);
+    fs.writeFileSync(nodePath.join(outside, "canary.txt"), CANARY);
+    fs.mkdirSync(at("race1/a"), { recursive: true });
+    fs.writeFileSync(at("race1/a/link"), "inside content\n");
+    fs.symlinkSync(nodePath.join(outside, "canary.txt"), at("race1/a/other"));
+    const swapper = await startSwapper(at("race1/a/link"), at("race1/a/other"));
+    const codes = new Map<string, number>();
+    const count = (code: string) => codes.set(code, (codes.get(code) ?? 0) + 1);
+    let readsInside = 0;
+    try {
+      // 500 reads, more (up to 5000) until both outcomes were seen: on one CPU the swapper runs in slices
+      for (let i = 0; i < 500 || ((readsInside === 0 || !codes.has("OUTSIDE_WORKSPACE")) && i < 5000); i++) {
+        const a = await w.request("file.read", { path: "race1/a/link", maxBytes: 1000 });
+        if (a.ok) {
+          expect(a.result.content).not.toContain("CANARY");
+          readsInside++;
+        } else count(a.error!.code);
+      }
+      for (let i = 0; i < 500; i++) {
+        const a =
+          i % 2 === 0
+            ? await w.request("file.write", { path: "race1/a/link", content: `inside content ${i}\n` })
+            : await w.request("file.edit", { path: "race1/a/link", edits: [{ oldText: "inside", newText: "edited" }] });
+        if (!a.ok) count(a.error!.code);
+      }
+    } finally {
+      await stopSwapper(swapper);
+    }
+    expect(fs.readFileSync(nodePath.join(outside, "canary.txt"), "utf8")).toBe(CANARY);
+    expect(fs.readdirSync(outside)).toEqual(["canary.txt"]);
+    expect(readsInside).toBeGreaterThan(0);
+    expect(codes.get("OUTSIDE_WORKSPACE") ?? 0).toBeGreaterThan(0); // the race did happen
+    if (process.env.SPACES_TEST_VERBOSE) console.log(readsInside, codes);
+    for (const code of codes.keys()) expect(RACE_CODES.has(code)).toBe(true);
+  });
+
+  test("an ancestor: reads, writes, edits, creations, lists, deletes and moves under a directory swapped with a symlink out", async () => {
+    const outside = nodePath.join(tmpRoot, "outside-dir");
+    fs.mkdirSync(outside);
+    fs.writeFileSync(nodePath.join(outside, "f"), CANARY);
+    fs.writeFileSync(nodePath.join(outside, "only-outside"), CANARY);
+    fs.writeFileSync(nodePath.join(outside, "victim"), CANARY);
+    fs.mkdirSync(at("race2/b/dir"), { recursive: true });
+    fs.writeFileSync(at("race2/b/dir/f"), "inside content\n");
+    fs.symlinkSync(outside, at("race2/b/other"));
+    const swapper = await startSwapper(at("race2/b/dir"), at("race2/b/other"));
+    const codes = new Map<string, number>();
+    const count = (code: string) => codes.set(code, (codes.get(code) ?? 0) + 1);
+    let readsInside = 0;
+    try {
+      // 500 reads, more (up to 5000) until both outcomes were seen: on one CPU the swapper runs in slices
+      for (let i = 0; i < 500 || ((readsInside === 0 || !codes.has("OUTSIDE_WORKSPACE")) && i < 5000); i++) {
+        const a = await w.request("file.read", { path: "race2/b/dir/f", maxBytes: 1000 });
+        if (a.ok) {
+          expect(a.result.content).not.toContain("CANARY");
+          readsInside++;
+        } else count(a.error!.code);
+      }
+      for (let i = 0; i < 500; i++) {
+        let a: Answer;
+        switch (i % 5) {
+          case 0:
+            a = await w.request("file.write", { path: "race2/b/dir/f", content: `inside content ${i}\n` });
+            break;
+          case 1:
+            a = await w.request("file.edit", { path: "race2/b/dir/f", edits: [{ oldText: "inside", newText: "edited" }] });
+            break;
+          case 2:
+            a = await w.request("file.write", { path: `race2/b/dir/new/deep/${i}.txt`, content: "x" });
+            break;
+          case 3:
+            a = await w.request("file.write", { path: "race2/b/dir/f", content: "x", expectSha256: sha(CANARY) });
+            expect(a.ok).toBe(false); // only the canary has that content
+            break;
+          default:
+            a = await w.request("file.list", { path: "race2/b/dir", recursive: true, maxEntries: 1000 });
+            if (a.ok) expect(a.result.entries.map((e: any) => e.path)).not.toContain("race2/b/dir/only-outside");
+        }
+        if (!a.ok) count(a.error!.code);
+        // the outside victim must never be deleted or moved in
+        const del = await w.request("file.delete", { path: "race2/b/dir/victim" });
+        expect(del.ok).toBe(false);
+        const mv = await w.request("file.move", { from: "race2/b/dir/victim", to: `race2/stolen-${i}` });
+        expect(mv.ok).toBe(false);
+        count(del.error!.code);
+        count(mv.error!.code);
+      }
+    } finally {
+      await stopSwapper(swapper);
+    }
+    expect(fs.readdirSync(outside).sort()).toEqual(["f", "only-outside", "victim"]);
+    for (const name of ["f", "only-outside", "victim"]) {
+      expect(fs.readFileSync(nodePath.join(outside, name), "utf8")).toBe(CANARY);
+    }
+    expect(fs.readdirSync(at("race2")).filter((n) => n.startsWith("stolen"))).toEqual([]);
+    expect(readsInside).toBeGreaterThan(0);
+    expect(codes.get("OUTSIDE_WORKSPACE") ?? 0).toBeGreaterThan(0);
+    if (process.env.SPACES_TEST_VERBOSE) console.log(readsInside, codes);
+    for (const code of codes.keys()) expect(RACE_CODES.has(code)).toBe(true);
+  });
+
+  test("recursive delete and list never follow a symlink inside the tree", async () => {
+    const outside = nodePath.join(tmpRoot, "outside-tree");
+    fs.mkdirSync(nodePath.join(outside, "sub"), { recursive: true });
+    fs.writeFileSync(nodePath.join(outside, "sub", "keep"), "k");
+    fs.mkdirSync(at("tree/a/b"), { recursive: true });
+    fs.writeFileSync(at("tree/a/b/f"), "f");
+    fs.symlinkSync(outside, at("tree/a/out"));
+    fs.symlinkSync(nodePath.join(outside, "sub", "keep"), at("tree/a/b/keep"));
+    const list = await w.ok("file.list", { path: "tree", recursive: true, maxEntries: 100 });
+    expect(list.entries.map((e: any) => `${e.path}:${e.type}`)).toEqual([
+      "tree/a:directory",
+      "tree/a/b:directory",
+      "tree/a/b/f:file",
+      "tree/a/b/keep:symlink",
+      "tree/a/out:symlink",
+    ]);
+    await w.ok("file.delete", { path: "tree", recursive: true });
+    expect(fs.existsSync(at("tree"))).toBe(false);
+    expect(fs.readFileSync(nodePath.join(outside, "sub", "keep"), "utf8")).toBe("k");
+  });
+});
+
+describe("tree helpers (moves across file systems, recursive deletes)", () => {
+  const O_PATH = 0o10000000;
+  const openRef = (p: string) => fs.openSync(p, O_PATH | fs.constants.O_DIRECTORY);
+
+  test("copyEntry copies files with their mode, directories recursively and symlinks verbatim; removeEntry removes", () => {
+    const base = nodePath.join(tmpRoot, "copy");
+    const outside = nodePath.join(tmpRoot, "copy-outside");
+    fs.mkdirSync(nodePath.join(base, "src/sub/deeper"), { recursive: true });
+    fs.mkdirSync(nodePath.join(outside, "x"), { recursive: true });
+    fs.writeFileSync(nodePath.join(outside, "x", "keep"), "k");
+    fs.writeFileSync(nodePath.join(base, "src/run.sh"), "#!/bin/sh\n");
+    fs.chmodSync(nodePath.join(base, "src/run.sh"), 0o751);
+    fs.writeFileSync(nodePath.join(base, "src/sub/deeper/data"), Buffer.alloc(3 << 20, 7));
+    fs.symlinkSync(outside, nodePath.join(base, "src/sub/out"));
+    fs.mkdirSync(nodePath.join(base, "dst"));
+    const from = openRef(base);
+    const to = openRef(nodePath.join(base, "dst"));
+    try {
+      copyEntry(from, "src", to, "copied");
+      const c = nodePath.join(base, "dst/copied");
+      expect(fs.readFileSync(nodePath.join(c, "run.sh"), "utf8")).toBe("#!/bin/sh\n");
+      expect(fs.statSync(nodePath.join(c, "run.sh")).mode & 0o7777).toBe(0o751);
+      expect(fs.readFileSync(nodePath.join(c, "sub/deeper/data")).equals(Buffer.alloc(3 << 20, 7))).toBe(true);
+      expect(fs.readlinkSync(nodePath.join(c, "sub/out"))).toBe(outside);
+      removeEntry(from, "src");
+      removeEntry(to, "copied");
+    } finally {
+      fs.closeSync(from);
+      fs.closeSync(to);
+    }
+    expect(fs.readdirSync(base)).toEqual(["dst"]);
+    expect(fs.readdirSync(nodePath.join(base, "dst"))).toEqual([]);
+    expect(fs.readFileSync(nodePath.join(outside, "x", "keep"), "utf8")).toBe("k");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Killing everything (what a timeout or a cancel does inside a space, where the worker is pid 2)
+
+describe("killAllProcesses", () => {
+  const isMarked = (mark: string) => {
+    const pattern = new RegExp(`(^|[^0-9.])${mark.replace(".", "\\.")}([^0-9]|$)`);
+    return (pid: number) => {
+      try {
+        return pattern.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+      } catch {
+        return false;
+      }
+    };
+  };
+
+  test("kills every selected process (detached ones and a forking loop included) except those kept, until none is left", async () => {
+    const mark = marker(6);
+    const family = Bun.spawn(
+      ["/bin/sh", "-c", `setsid sleep ${mark} & sleep ${mark} & while :; do sleep ${mark} & sleep 0.005; done`],
+      { stdio: ["ignore", "ignore", "ignore"] },
+    );
+    const kept = Bun.spawn(["sleep", mark], { stdio: ["ignore", "ignore", "ignore"] });
+    expect(await until(() => processesWith(mark).length >= 6)).toBe(true);
+    const sent = killAllProcesses(new Set([process.pid, kept.pid]), isMarked(mark));
+    expect(sent).toBeGreaterThanOrEqual(4);
+    expect(processesWith(mark)).toEqual([kept.pid]); // nothing left at once, the forking loop included
+    await Bun.sleep(50);
+    expect(processesWith(mark)).toEqual([kept.pid]);
+    expect(await family.exited).toBe(128 + 9);
+    kept.kill("SIGKILL");
+    await kept.exited;
+  });
+
+  test("returns at once when nothing is selected", () => {
+    const t0 = performance.now();
+    expect(killAllProcesses(new Set([process.pid]), () => false)).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(500);
   });
 });
