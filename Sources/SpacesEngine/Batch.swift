@@ -263,6 +263,8 @@ extension Space {
             fields["maxBytes"] = JSONValue(limits.outputBytes)
         case .fileList:
             if fields["maxEntries"] == nil { fields["maxEntries"] = 10_000 }
+        case .fileWrite, .fileEdit:
+            fields["diskLimitBytes"] = JSONValue(limits.diskMiB << 20)
         case .commandRun, .codeRun:
             if fields["timeoutMs"] == nil { fields["timeoutMs"] = JSONValue(limits.timeoutMs) }
             fields["outputBytes"] = JSONValue(limits.outputBytes)

@@ -1158,3 +1158,29 @@ describe("killAllProcesses", () => {
     expect(performance.now() - t0).toBeLessThan(500);
   });
 });
+
+describe("disk limit", () => {
+  test("file.write and file.edit refuse to grow the workspace past diskLimitBytes with ENOSPC", async () => {
+    const usage = (dir: string): number =>
+      fs.readdirSync(dir, { withFileTypes: true }).reduce((total, entry) => {
+        const full = nodePath.join(dir, entry.name);
+        return total + (entry.isDirectory() ? usage(full) : fs.lstatSync(full).size);
+      }, 0);
+    const limit = usage(ws) + 3000;
+    await w.ok("file.write", { path: "disk/a.txt", content: "x".repeat(2000), diskLimitBytes: limit });
+    const error = await w.fail("file.write", { path: "disk/b.txt", content: "y".repeat(2000), diskLimitBytes: limit });
+    expect(error.code).toBe("ENOSPC");
+    expect(error.message).toContain("limits.diskMiB");
+    expect(fs.existsSync(at("disk/b.txt")) ? fs.readFileSync(at("disk/b.txt"), "utf8") : "").toBe("");
+    // Replacing a file by a smaller one is always allowed; growing it by edit is checked like a write.
+    await w.ok("file.write", { path: "disk/a.txt", content: "z", diskLimitBytes: limit });
+    const edit = await w.fail("file.edit", {
+      path: "disk/a.txt",
+      edits: [{ oldText: "z", newText: "q".repeat(5000) }],
+      diskLimitBytes: limit,
+    });
+    expect(edit.code).toBe("ENOSPC");
+    expect(fs.readFileSync(at("disk/a.txt"), "utf8")).toBe("z");
+    fs.rmSync(at("disk"), { recursive: true });
+  });
+});

@@ -644,6 +644,51 @@ function conflict(rel: string, current: string | null, expect: string): WorkerEr
   );
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The workspace's disk limit (`diskLimitBytes`, from the policy's limits.diskMiB)
+
+/** Bytes the workspace holds, as last measured and kept up to date by file operations; null: measure again. */
+let usageBytes: number | null = null;
+
+function measureUsage(dir: string): number {
+  let total = 0;
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const entry of entries) {
+    const full = dir + "/" + entry.name;
+    if (entry.isDirectory()) total += measureUsage(full);
+    else {
+      try {
+        total += fs.lstatSync(full).size;
+      } catch {}
+    }
+  }
+  return total;
+}
+
+/**
+ * Refuses a change that would make the workspace hold more than `limit` bytes (ENOSPC, naming both figures);
+ * returns the new total to record once the change is made.
+ */
+function checkDiskLimit(req: any, rel: string, oldSize: number, newSize: number): number | null {
+  const limit = req.diskLimitBytes;
+  if (typeof limit !== "number") return null;
+  if (usageBytes === null) usageBytes = measureUsage(ROOT);
+  const next = usageBytes - oldSize + newSize;
+  if (newSize > oldSize && next > limit) {
+    throw new WorkerError(
+      "ENOSPC",
+      `${req.op} ${rel}: the workspace would hold ${next} bytes, over its limit of ${limit} bytes (limits.diskMiB)`,
+      "delete files the space no longer needs, or create the space with a larger limits.diskMiB",
+    );
+  }
+  return next;
+}
+
 function opFileWrite(req: any): unknown {
   const content = str(req, "content");
   const encoding = encodingOf(req);
@@ -671,7 +716,9 @@ function opFileWrite(req: any): unknown {
       const current = sha256(readRange(fd, 0, st.size));
       if (current !== expect.toLowerCase()) throw conflict(r.rel, current, expect);
     }
+    const next = checkDiskLimit(req, r.rel, st.size, data.length);
     replaceContent(fd, data);
+    if (next !== null) usageBytes = next;
     if (mode !== undefined) fs.fchmodSync(fd, mode);
   } catch (err) {
     throw fsError(err, "write", r.rel);
@@ -789,7 +836,9 @@ function opFileEdit(req: any): unknown {
       replacements += count;
     }
     const out = Buffer.from(text, "utf8");
+    const next = checkDiskLimit(req, r.rel, fs.fstatSync(fd).size, out.length);
     replaceContent(fd, out);
+    if (next !== null) usageBytes = next;
     return { path: r.rel, replacements, sha256: sha256(out) };
   } catch (err) {
     throw fsError(err, "edit", r.rel);
@@ -822,6 +871,7 @@ function openEntry(
 }
 
 function opFileDelete(req: any): unknown {
+  usageBytes = null;
   const recursive = optBool(req, "recursive");
   const { r, dir, name } = openEntry(req, "path", "delete", "deleted");
   try {
@@ -906,6 +956,7 @@ function opFileList(req: any): unknown {
 }
 
 function opFileMove(req: any): unknown {
+  usageBytes = null;
   let to!: Resolved;
   const { r: from, dir: fromDir, name: fromName } = openEntry(req, "from", "move", "moved", () => {
     to = resolvePath(req.to, "to", req.op, true);
@@ -1421,9 +1472,17 @@ function opBatch(req: any): unknown {
 }
 syncOps.batch = opBatch;
 
+/** A program may change the workspace in any way: the next disk check measures it again. */
+const measuringAfter =
+  (op: (req: any) => Promise<void>) =>
+  (req: any): Promise<void> =>
+    op(req).finally(() => {
+      usageBytes = null;
+    });
+
 const asyncOps: Record<string, (req: any) => Promise<void>> = {
-  "command.run": opCommandRun,
-  "code.run": opCodeRun,
+  "command.run": measuringAfter(opCommandRun),
+  "code.run": measuringAfter(opCodeRun),
 };
 
 function dispatch(text: string): void {
