@@ -7,25 +7,38 @@
 #endif
 
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "csandbox_internal.h"
 
 // MARK: - rlimits
 
 /// Sets both the soft and the hard limit, so that nothing inside can raise it again (raising a hard limit
-/// needs CAP_SYS_RESOURCE in the host's user namespace).
+/// needs CAP_SYS_RESOURCE in the host's user namespace). A value above the hard limit the engine already runs
+/// under is lowered to it: the space is then already held tighter than asked.
 static void csandbox_set_rlimit(int resource, const char *name, unsigned long long value) {
-    struct rlimit limit = {.rlim_cur = (rlim_t)value, .rlim_max = (rlim_t)value};
+    struct rlimit limit;
+    if (getrlimit(resource, &limit) < 0) {
+        csandbox_fail("rlimits", errno, "get %s", name);
+    }
+    if (limit.rlim_max != RLIM_INFINITY && value > (unsigned long long)limit.rlim_max) {
+        value = (unsigned long long)limit.rlim_max;
+    }
+    limit.rlim_cur = (rlim_t)value;
+    limit.rlim_max = (rlim_t)value;
     if (setrlimit(resource, &limit) < 0) {
         csandbox_fail("rlimits", errno, "%s %llu", name, value);
     }
@@ -159,15 +172,15 @@ static int csandbox_seccomp_deny_socket_domains(scmp_filter_ctx filter, int sysc
 
 /// Denies personality(2) for every persona but PER_LINUX (0) and the query 0xffffffff: other personas change
 /// the address-space layout (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO) and have been used to
-/// defeat ASLR or map page zero. "The low 32 bits are neither all 0 nor all 1" is "some bit differs from bit
-/// 0", and libseccomp cannot compare one argument twice in a rule, so that is one rule per bit and value.
+/// defeat ASLR or map page zero. The kernel reads the persona as 32-bit. libseccomp cannot compare one
+/// argument twice in a rule, so "the low 32 bits are neither all 0 nor all 1" is spelled as "some bit is 1 and
+/// the next one (cyclically) is 0": going round the 32 bits of a value that has both, a 1 followed by a 0 must
+/// occur. One rule per bit.
 static int csandbox_seccomp_deny_personas(scmp_filter_ctx filter) {
-    for (unsigned bit = 1; bit < 32; bit++) {
-        uint64_t mask = 1ULL | (1ULL << bit);
-        int result = csandbox_seccomp_deny_masked(filter, SCMP_SYS(personality), EPERM, 0, mask, 1ULL);
-        if (result == 0) {
-            result = csandbox_seccomp_deny_masked(filter, SCMP_SYS(personality), EPERM, 0, mask, 1ULL << bit);
-        }
+    for (unsigned bit = 0; bit < 32; bit++) {
+        uint64_t one = 1ULL << bit;
+        uint64_t next = 1ULL << ((bit + 1) % 32);
+        int result = csandbox_seccomp_deny_masked(filter, SCMP_SYS(personality), EPERM, 0, one | next, one);
         if (result != 0) {
             return result;
         }
@@ -228,7 +241,9 @@ static int csandbox_seccomp_build(scmp_filter_ctx filter, const char **what) {
     return csandbox_seccomp_deny_personas(filter);
 }
 
-int csandbox_load_seccomp(const char **what) {
+/// Builds the filter and hands it to `use` (named `use_name` in errors); returns 0 or an errno value.
+static int csandbox_with_seccomp_filter(int (*use)(const scmp_filter_ctx, int), const char *use_name, int fd,
+                                        const char **what) {
     *what = "seccomp_init";
     scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ALLOW);
     if (filter == NULL) {
@@ -236,9 +251,64 @@ int csandbox_load_seccomp(const char **what) {
     }
     int result = csandbox_seccomp_build(filter, what);
     if (result == 0) {
-        *what = "seccomp_load";
-        result = seccomp_load(filter);
+        *what = use_name;
+        result = use(filter, fd);
     }
     seccomp_release(filter);
     return result < 0 ? -result : result;
+}
+
+static int csandbox_seccomp_load_filter(const scmp_filter_ctx filter, int fd) {
+    (void)fd;
+    return seccomp_load(filter);
+}
+
+int csandbox_load_seccomp(const char **what) {
+    return csandbox_with_seccomp_filter(csandbox_seccomp_load_filter, "seccomp_load", -1, what);
+}
+
+/// Follows the exported program on the pipe, so that the worker can tell a complete program from one cut short
+/// by a failed export (a prefix could end in a return instruction and load as a weaker filter). Not a valid
+/// instruction, so it can never be mistaken for the program's last.
+static const struct sock_filter csandbox_seccomp_trailer = {.code = 0xffff, .jt = 0xff, .jf = 0xff, .k = ~0U};
+
+static int csandbox_seccomp_export_with_trailer(const scmp_filter_ctx filter, int fd) {
+    int result = seccomp_export_bpf(filter, fd);
+    if (result != 0) {
+        return result;
+    }
+    return csandbox_write_all(fd, &csandbox_seccomp_trailer, sizeof csandbox_seccomp_trailer) == 0 ? 0 : -errno;
+}
+
+int csandbox_export_seccomp(int fd, const char **what) {
+    return csandbox_with_seccomp_filter(csandbox_seccomp_export_with_trailer, "seccomp_export_bpf", fd, what);
+}
+
+int csandbox_install_seccomp(int fd, const char **what) {
+    // BPF_MAXINSNS instructions of 8 bytes, plus the trailer; a longer program is refused by the kernel anyway.
+    static struct sock_filter program[BPF_MAXINSNS + 1];
+    size_t length = 0;
+    *what = "read the filter from the monitor";
+    while (length < sizeof program) {
+        ssize_t count = read(fd, (char *)program + length, sizeof program - length);
+        if (count < 0 && errno == EINTR) {
+            continue;
+        }
+        if (count < 0) {
+            return errno;
+        }
+        if (count == 0) {
+            break;
+        }
+        length += (size_t)count;
+    }
+    size_t instructions = length / sizeof program[0];
+    if (length % sizeof program[0] != 0 || instructions < 2
+        || memcmp(&program[instructions - 1], &csandbox_seccomp_trailer, sizeof csandbox_seccomp_trailer) != 0) {
+        *what = "the monitor sent no complete filter";
+        return EPROTO;
+    }
+    struct sock_fprog filter = {.len = (unsigned short)(instructions - 1), .filter = program};
+    *what = "PR_SET_SECCOMP";
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0) == 0 ? 0 : errno;
 }

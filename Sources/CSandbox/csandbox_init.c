@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -101,7 +102,7 @@ static void csandbox_become_space_root(int release_fd) {
 }
 
 /// In the forked worker: hand over exactly fds 0-4, a clean signal mask and the given environment, and exec.
-static _Noreturn void csandbox_exec_worker(const struct csandbox_options *options) {
+static _Noreturn void csandbox_exec_worker(const struct csandbox_options *options, int seccomp_fd) {
     sigset_t none;
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) {
@@ -111,6 +112,16 @@ static _Noreturn void csandbox_exec_worker(const struct csandbox_options *option
     // with a successful one. This also covers the lifeline, the signalfd and anything init inherited.
     if (csandbox_cloexec_from(CSANDBOX_FIRST_EXTRA_FD) < 0) {
         csandbox_fail("exec", errno, "mark descriptors close-on-exec");
+    }
+    // The confinement layers, in order (docs/SANDBOX.md, "Confinement"): limits while lowering them is still
+    // all that is allowed, then no capabilities, then the filter, last because it would refuse the steps before
+    // it. no_new_privs, which the filter needs, was set by init.
+    csandbox_apply_rlimits(options);
+    csandbox_drop_capabilities();
+    const char *what;
+    int err = csandbox_install_seccomp(seccomp_fd, &what);
+    if (err != 0) {
+        csandbox_fail("seccomp", err, "%s", what);
     }
     execve(options->program[0], options->program, options->environment);
     csandbox_fail("exec", errno, "%s", options->program[0]);
@@ -159,12 +170,22 @@ static _Noreturn void csandbox_supervise(pid_t worker, int signal_fd, int lifeli
     }
 }
 
-void csandbox_run_init(const struct csandbox_options *options, int release_fd) {
+void csandbox_run_init(const struct csandbox_options *options, struct csandbox_init_handoff handoff) {
+    // First of all, so that init and everything it will start are counted and limited from the start.
+    csandbox_cgroups_join(handoff.cgroups);
+    csandbox_cgroups_report(handoff.cgroups, options->status_fd);
+    int release_fd = handoff.release_fd;
+    int seccomp_fd = handoff.seccomp_fd;
     // Still the engine's host id and already in the new mount namespace: the one moment the engine's
     // descriptors can be reopened both with the engine's access and as mounts of this namespace.
     csandbox_adopt_host_descriptors(options);
     csandbox_wait_for_release(release_fd);
     csandbox_become_space_root(release_fd);
+    // init is in the space's cgroups by now: a cgroup namespace made here has the space's cgroup as its root,
+    // so /proc/self/cgroup inside shows `/` and nothing of the host's hierarchy.
+    if (unshare(CLONE_NEWCGROUP) < 0) {
+        csandbox_fail("cgroupns", errno, "unshare the cgroup namespace");
+    }
     umask(022);
     csandbox_bring_up_loopback();
     if (sethostname(options->hostname, strlen(options->hostname)) < 0) {
@@ -203,13 +224,16 @@ void csandbox_run_init(const struct csandbox_options *options, int release_fd) {
         csandbox_fail("fork_worker", errno, "fork");
     }
     if (worker == 0) {
-        csandbox_exec_worker(options);
+        csandbox_exec_worker(options, seccomp_fd);
     }
+    (void)close(seccomp_fd);
     // The worker's exec (or its failure report) now decides what the engine reads on the status pipe, and the
     // worker must be the only one holding the request and response pipes.
     (void)close(options->status_fd);
     csandbox_set_status_fd(-1);
     (void)close(CSANDBOX_REQUEST_FD);
     (void)close(CSANDBOX_RESPONSE_FD);
+    // Reaping and exiting need no privilege: init keeps no capability the space's code could borrow.
+    csandbox_drop_capabilities();
     csandbox_supervise(worker, signal_fd, options->lifeline_fd);
 }

@@ -34,6 +34,7 @@ struct csandbox_options {
     int workspace_fd;
     int status_fd;
     int lifeline_fd;
+    int seccomp_fd;  // -1, or a pipe holding the worker's filter as `--export-seccomp` writes it
     struct csandbox_bind *binds;
     size_t bind_count;
     unsigned long long tmp_size;
@@ -111,27 +112,45 @@ void csandbox_drop_capabilities(void);
 /// Returns 0, or an errno value with `*what` naming the part that failed.
 int csandbox_load_seccomp(const char **what);
 
-// csandbox_cgroup.c — the space's cgroups, made and removed by the monitor.
+/// Builds the space's seccomp filter and writes it to `fd` as a BPF program followed by a trailer that marks
+/// it complete. The monitor does this while init builds the root, off the launch's critical path.
+/// Returns 0, or an errno value with `*what` naming the part that failed.
+int csandbox_export_seccomp(int fd, const char **what);
+
+/// Reads a program written by csandbox_export_seccomp from `fd` until end-of-file and installs it in the
+/// calling process (which must have no_new_privs). Returns 0, or an errno value with `*what` naming the part.
+int csandbox_install_seccomp(int fd, const char **what);
+
+// csandbox_cgroup.c — the space's cgroups: made by the monitor before it clones init, joined by init itself,
+// removed by the monitor once the space is empty.
 
 /// The controllers a space is limited by, in the order they are reported.
 enum csandbox_controller { CSANDBOX_MEMORY, CSANDBOX_PIDS, CSANDBOX_CPU, CSANDBOX_CONTROLLER_COUNT };
 
-/// One space's cgroups: a directory per controller (one shared directory on cgroup v2), empty when the
-/// controller is unavailable, with the reason.
+/// One space's cgroups, per controller: whether it works, its directory (one directory shared by every
+/// controller on cgroup v2), the open file through which init joins it, and a line of detail: the limit set,
+/// or why the controller is unavailable.
 struct csandbox_cgroups {
-    char directory[CSANDBOX_CONTROLLER_COUNT][4096];
+    bool requested;
+    bool ok[CSANDBOX_CONTROLLER_COUNT];
     bool version2[CSANDBOX_CONTROLLER_COUNT];
-    char problem[CSANDBOX_CONTROLLER_COUNT][256];
+    int join_fd[CSANDBOX_CONTROLLER_COUNT];  // -1 when none; v2 controllers share one
+    char directory[CSANDBOX_CONTROLLER_COUNT][2048];
+    char detail[CSANDBOX_CONTROLLER_COUNT][512];
 };
 
-/// Creates the space's cgroup in each controller that works here and writes the limits. Never fails: a
-/// controller that does not work is marked unavailable with the reason. With `name` NULL, does nothing.
+/// Creates the space's cgroup in each controller that works here, writes the limits and opens the file that
+/// joins it (v1 `tasks`, v2 `cgroup.procs`). Never fails: a controller that does not work is marked
+/// unavailable with the reason. With `name` NULL, does nothing.
 void csandbox_cgroups_create(struct csandbox_cgroups *cgroups, const char *name, unsigned long long memory_bytes,
                              unsigned long long pids_max, unsigned long long cpu_millis);
 
-/// Moves `pid` into each created cgroup; a controller it cannot join becomes unavailable (and its directory is
-/// removed again).
-void csandbox_cgroups_attach(struct csandbox_cgroups *cgroups, pid_t pid);
+/// Moves the calling (single-threaded) process into each created cgroup through the join files, and closes
+/// them. A controller it cannot join becomes unavailable.
+void csandbox_cgroups_join(struct csandbox_cgroups *cgroups);
+
+/// Closes the join files (in the monitor, once init has its copies).
+void csandbox_cgroups_close_join_files(struct csandbox_cgroups *cgroups);
 
 /// Writes one `cgroup <controller> <ok|unavailable> <detail>` line per controller to `fd`.
 void csandbox_cgroups_report(const struct csandbox_cgroups *cgroups, int fd);
@@ -141,14 +160,29 @@ void csandbox_cgroups_remove(struct csandbox_cgroups *cgroups);
 
 // csandbox_probe.c
 
+/// `spaces-launcher --export-seccomp`: writes the worker's filter, as csandbox_export_seccomp does, to stdout.
+/// The engine runs this once and hands the program to every launch (`--seccomp-fd`), so that no launch spends
+/// time compiling it. Returns the exit code.
+int csandbox_export_seccomp_main(void);
+
 /// `spaces-launcher --probe`: tries each layer that can only be known by trying (loading a seccomp filter,
 /// making and joining a cgroup per controller) and prints one line per layer to stdout. Returns the exit code.
 int csandbox_probe_main(void);
 
 // csandbox_init.c
 
-/// The body of init (pid 1 of the space): waits for the monitor's release, sets the space up, runs the worker
-/// and stays as its reaper until the space ends.
-_Noreturn void csandbox_run_init(const struct csandbox_options *options, int release_fd);
+/// What init gets from the monitor besides the options.
+struct csandbox_init_handoff {
+    /// Read end of the release pipe: one byte once the id maps are written; end-of-file if the monitor failed.
+    int release_fd;
+    /// Read end of the pipe on which the monitor sends the worker's seccomp filter.
+    int seccomp_fd;
+    /// init's copy of the space's cgroups, with the join files open.
+    struct csandbox_cgroups *cgroups;
+};
+
+/// The body of init (pid 1 of the space): joins the space's cgroups, waits for the monitor's release, sets the
+/// space up, runs the worker and stays as its reaper until the space ends.
+_Noreturn void csandbox_run_init(const struct csandbox_options *options, struct csandbox_init_handoff handoff);
 
 #endif

@@ -89,6 +89,54 @@ static bool csandbox_is_valid_hostname(const char *name) {
     return true;
 }
 
+/// A cgroup name becomes one directory name: letters, digits, '-', '_' and '.', 1-128 characters, not starting
+/// with '.' (so never `.`, `..` or the probe's `.probe-PID`).
+static bool csandbox_is_valid_cgroup_name(const char *name) {
+    size_t length = strlen(name);
+    if (length == 0 || length > 128 || name[0] == '.') {
+        return false;
+    }
+    for (const char *c = name; *c != '\0'; c++) {
+        bool allowed = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')
+            || *c == '-' || *c == '_' || *c == '.';
+        if (!allowed) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/// Parses a limit option (`--rlimit-*`, `--memory-bytes`, `--pids-max`, `--cpu-millis`) into its field: a
+/// positive number, or for the cgroup limits also 0 ("no limit"). Returns false when `option` is not one.
+static bool csandbox_parse_limit(const char *option, const char *value, struct csandbox_options *options) {
+    const struct {
+        const char *option;
+        unsigned long long *field;
+        bool zero_allowed;
+    } limits[] = {
+        {"--rlimit-nproc", &options->rlimit_nproc, false},
+        {"--rlimit-nofile", &options->rlimit_nofile, false},
+        {"--rlimit-fsize", &options->rlimit_fsize, false},
+        {"--memory-bytes", &options->memory_bytes, true},
+        {"--pids-max", &options->pids_max, true},
+        {"--cpu-millis", &options->cpu_millis, true},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        if (strcmp(option, limits[i].option) != 0) {
+            continue;
+        }
+        // Below RLIM_INFINITY (all ones), and small enough for every cgroup file's arithmetic.
+        unsigned long long number;
+        if (!csandbox_parse_number(value, 1ULL << 62, &number) || (number == 0 && !limits[i].zero_allowed)) {
+            csandbox_fail("args", EINVAL, "%s needs a %snumber, got '%s'", option,
+                          limits[i].zero_allowed ? "" : "positive ", value);
+        }
+        *limits[i].field = number;
+        return true;
+    }
+    return false;
+}
+
 void csandbox_parse_options(int argc, char **argv, struct csandbox_options *options) {
     // Find the status pipe first, so that every later complaint reaches the engine.
     for (int i = 1; i + 1 < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -105,6 +153,7 @@ void csandbox_parse_options(int argc, char **argv, struct csandbox_options *opti
         .workspace_fd = -1,
         .status_fd = -1,
         .lifeline_fd = -1,
+        .seccomp_fd = -1,
         .tmp_size = CSANDBOX_DEFAULT_TMP_SIZE,
         .cwd = "/workspace",
     };
@@ -155,6 +204,8 @@ void csandbox_parse_options(int argc, char **argv, struct csandbox_options *opti
             options->status_fd = csandbox_parse_fd(option, value, true);
         } else if (strcmp(option, "--lifeline-fd") == 0) {
             options->lifeline_fd = csandbox_parse_fd(option, value, true);
+        } else if (strcmp(option, "--seccomp-fd") == 0) {
+            options->seccomp_fd = csandbox_parse_fd(option, value, true);
         } else if (strcmp(option, "--bind-ro-fd") == 0) {
             const char *colon = strchr(value, ':');
             if (colon == NULL) {
@@ -195,6 +246,15 @@ void csandbox_parse_options(int argc, char **argv, struct csandbox_options *opti
                 csandbox_fail("args", EINVAL, "--env needs KEY=VALUE, got '%s'", value);
             }
             options->environment[env_count++] = argv[i];
+        } else if (strcmp(option, "--cgroup") == 0) {
+            if (!csandbox_is_valid_cgroup_name(value)) {
+                csandbox_fail("args", EINVAL,
+                              "--cgroup '%s' must be 1-128 letters, digits, '-', '_' or '.', not starting with '.'",
+                              value);
+            }
+            options->cgroup_name = value;
+        } else if (csandbox_parse_limit(option, value, options)) {
+            // parsed into its field
         } else if (strcmp(option, "--cwd") == 0) {
             if (value[0] != '/') {
                 csandbox_fail("args", EINVAL, "--cwd '%s' must be an absolute path inside the space", value);

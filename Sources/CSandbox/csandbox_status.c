@@ -1,6 +1,6 @@
-// Set-up failures travel to the engine as one text line on a close-on-exec pipe (docs/SANDBOX.md, "Set-up
-// errors"), because the engine cannot see inside the monitor, init or the worker before it execs: the line is
-// its only way to learn which step failed and why.
+// Set-up failures travel to the engine as one text line on a close-on-exec pipe (docs/SANDBOX.md, "What the
+// launcher reports"), because the engine cannot see inside the monitor, init or the worker before it execs:
+// the line is its only way to learn which step failed and why.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif

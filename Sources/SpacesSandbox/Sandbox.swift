@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -19,9 +20,11 @@ public enum Sandbox {
 
     /// Starts a space and returns once its worker has been exec'd (or throws the step that failed).
     ///
-    /// Blocks the calling thread for the launch itself, about 2 ms: it reads the launcher's status pipe until
-    /// end-of-file, which arrives when the worker's exec closes the last copy of it. The worker's `ready` line
-    /// (docs/WORKER.md) is the caller's to wait for on `responseFD`.
+    /// Blocks the calling thread for the launch itself, about 2-3 ms: it reads the launcher's status pipe until
+    /// end-of-file, which arrives when the worker's exec closes the last copy of it. The first launch with a
+    /// given launcher also runs `spaces-launcher --export-seccomp` once (a few ms) unless `probe()` already did.
+    /// A cgroup controller that does not work is not an error: see `SandboxProcess.cgroupReport`. The worker's
+    /// `ready` line (docs/WORKER.md) is the caller's to wait for on `responseFD`.
     public static func launch(_ spec: SandboxSpec, launcherPath: String? = nil) throws(SandboxError) -> SandboxProcess {
         try launch(spec, launcherPath: launcherPath, adjustingArguments: { _ in })
     }
@@ -74,8 +77,23 @@ public enum Sandbox {
         let lifeline = try makePipe("pipe")
         childEnds.append(lifeline.read)
         engineEnds.append(lifeline.write)
+        // The worker's filter, compiled once per engine: a pipe that already holds it all (it is far smaller
+        // than a pipe's capacity, so the write cannot block) and that only the launcher will read.
+        var seccomp: Int32?
+        if let program = seccompProgram(launcher: launcher) {
+            let pipe = try makePipe("pipe")
+            childEnds.append(pipe.read)
+            defer { closeDescriptor(pipe.write) }
+            let written = try systemCall("pipe", "write the seccomp filter") {
+                program.withUnsafeBytes { write(pipe.write, $0.baseAddress, $0.count) }
+            }
+            guard written == program.count else {
+                throw SandboxError(step: "pipe", errno: EIO, detail: "short write of the seccomp filter")
+            }
+            seccomp = pipe.read
+        }
 
-        var arguments = launcherArguments(spec)
+        var arguments = launcherArguments(spec, seccompFD: seccomp != nil)
         adjust(&arguments)
         var inherited: [(source: Int32, targets: [Int32])] = [
             (STDERR_FILENO, [STDOUT_FILENO, STDERR_FILENO]),
@@ -88,11 +106,18 @@ public enum Sandbox {
         for (index, fd) in bindSources.enumerated() {
             inherited.append((fd, [LauncherDescriptors.bind(index)]))
         }
+        if let seccomp {
+            inherited.append((seccomp, [LauncherDescriptors.seccomp]))
+        }
         let monitor = try spawn(launcher, arguments: arguments, inheriting: inherited)
         childEnds.forEach(closeDescriptor)
         childEnds = []
 
-        if let failure = readStatus(status.read) {
+        let cgroupReport: [String: String]
+        switch readStatus(status.read) {
+        case .success(let report):
+            cgroupReport = report
+        case .failure(let failure):
             // The monitor exits by itself after reporting; reap it so no zombie is left.
             if failure.step == "status" {
                 sendSignal(SIGTERM, to: monitor)
@@ -115,11 +140,15 @@ public enum Sandbox {
         }
         launched = true
         let process = SandboxProcess(
-            monitorPID: monitor, requestFD: request.write, responseFD: response.read, lifecycle: lifecycle)
+            monitorPID: monitor, requestFD: request.write, responseFD: response.read, cgroupReport: cgroupReport,
+            lifecycle: lifecycle)
         let elapsed = clock.now - start
         logger.debug(
             "space started",
-            metadata: ["hostname": "\(spec.hostname)", "monitor": "\(monitor)", "launch": "\(elapsed)"])
+            metadata: [
+                "hostname": "\(spec.hostname)", "monitor": "\(monitor)", "launch": "\(elapsed)",
+                "cgroups": "\(cgroupReport)",
+            ])
         return process
     }
 
@@ -151,9 +180,15 @@ public enum Sandbox {
         }
     }
 
-    /// What isolation this host can give a space, without starting one: cheap reads of /proc and /sys.
+    /// What isolation this host can give a space, without starting one: reads of /proc and /sys plus
+    /// `spaces-launcher --probe` (about 10 ms). Also compiles the worker's seccomp filter once, so that the
+    /// first launch does not wait for it.
     public static func probe() -> IsolationReport {
-        IsolationReport.probe(launcherPath: launcherPath())
+        let launcher = launcherPath()
+        if let launcher {
+            _ = seccompProgram(launcher: launcher)
+        }
+        return IsolationReport.probe(launcherPath: launcher)
     }
 
     // MARK: - Launching
@@ -179,10 +214,35 @@ public enum Sandbox {
         for argument in spec.program where argument.utf8.contains(0) {
             throw invalid("program arguments may not contain NUL")
         }
+        let limits: [(String, Int?)] = [
+            ("processLimit", spec.processLimit), ("openFileLimit", spec.openFileLimit),
+            ("fileSizeLimitBytes", spec.fileSizeLimitBytes), ("memoryLimitBytes", spec.memoryLimitBytes),
+        ]
+        for case (let name, let value?) in limits where value <= 0 {
+            throw invalid("\(name) must be positive (or nil for no limit), got \(value)")
+        }
+        guard spec.cpuMillis >= 0 else {
+            throw invalid("cpuMillis must be 0 (no limit) or positive, got \(spec.cpuMillis)")
+        }
+        let name = spec.cgroupName.utf8
+        let nameIsValid =
+            (1...128).contains(name.count) && name.first != UInt8(ascii: ".")
+            && name.allSatisfy { byte in
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                    || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+            }
+        guard nameIsValid else {
+            throw invalid(
+                "cgroupName must be 1-128 letters, digits, '-', '_' or '.', not starting with '.', got "
+                    + spec.cgroupName.debugDescription)
+        }
     }
 
-    /// The launcher's command line for `spec` (docs/SANDBOX.md, "The launcher's command line").
-    static func launcherArguments(_ spec: SandboxSpec) -> [String] {
+    /// The launcher's command line for `spec` (docs/SANDBOX.md, "The launcher's command line"); with
+    /// `seccompFD`, the worker's filter comes ready-made on `LauncherDescriptors.seccomp`.
+    static func launcherArguments(_ spec: SandboxSpec, seccompFD: Bool = false) -> [String] {
         var arguments = [
             "--uid", String(spec.hostUID), "--gid", String(spec.hostGID),
             "--hostname", spec.hostname,
@@ -194,6 +254,20 @@ public enum Sandbox {
         ]
         for (index, bind) in spec.readOnlyBinds.enumerated() {
             arguments += ["--bind-ro-fd", "\(LauncherDescriptors.bind(index)):\(bind.insidePath)"]
+        }
+        // One knob, two layers: the rlimit holds on any host, pids.max for the space as a whole where the
+        // controller works.
+        let limits: [(String, Int?)] = [
+            ("--rlimit-nproc", spec.processLimit), ("--rlimit-nofile", spec.openFileLimit),
+            ("--rlimit-fsize", spec.fileSizeLimitBytes), ("--memory-bytes", spec.memoryLimitBytes),
+            ("--pids-max", spec.processLimit), ("--cpu-millis", spec.cpuMillis == 0 ? nil : spec.cpuMillis),
+        ]
+        arguments += ["--cgroup", spec.cgroupName]
+        for case (let option, let value?) in limits {
+            arguments += [option, String(value)]
+        }
+        if seccompFD {
+            arguments += ["--seccomp-fd", String(LauncherDescriptors.seccomp)]
         }
         for key in spec.environment.keys.sorted() {
             arguments += ["--env", "\(key)=\(spec.environment[key]!)"]
@@ -265,32 +339,79 @@ public enum Sandbox {
         return pid
     }
 
-    /// Reads the status pipe to end-of-file: nil when nothing was written (the worker exec'd), else the failure
-    /// the launcher reported.
-    static func readStatus(_ fd: Int32) -> SandboxError? {
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        while true {
-            let count: Int
-            do {
-                count = try systemCall("status", "read the launcher's status pipe") {
-                    buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                }
-            } catch {
-                return error
-            }
-            if count == 0 {
-                break
-            }
-            bytes.append(contentsOf: buffer[..<count])
+    /// Reads the status pipe to end-of-file. Returns the cgroup report (controller → `ok <detail>` or
+    /// `unavailable <detail>`) when no step failed, else the failure the launcher reported.
+    static func readStatus(_ fd: Int32) -> Result<[String: String], SandboxError> {
+        do {
+            let bytes = try readToEnd(fd, step: "status", "read the launcher's status pipe")
+            return parseStatus(String(decoding: bytes, as: UTF8.self))
+        } catch {
+            return .failure(error)
         }
-        guard !bytes.isEmpty else {
+    }
+
+    /// The status pipe's lines (docs/SANDBOX.md, "What the launcher reports"): `cgroup <controller> <ok|unavailable>
+    /// <detail>` for each controller, then, only when a step failed, `error <step> <errno> <detail>`.
+    static func parseStatus(_ text: String) -> Result<[String: String], SandboxError> {
+        var cgroupReport: [String: String] = [:]
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            if line.hasPrefix("cgroup ") {
+                let parts = line.split(separator: " ", maxSplits: 2)
+                if parts.count == 3 {
+                    cgroupReport[String(parts[1])] = String(parts[2])
+                    continue
+                }
+            }
+            return .failure(
+                SandboxError(statusLine: line)
+                    ?? SandboxError(step: "status", errno: EPROTO, detail: "unexpected launcher status: \(text)"))
+        }
+        return .success(cgroupReport)
+    }
+
+    // MARK: - The launcher's other modes
+
+    /// The worker's seccomp filter per launcher path, as `spaces-launcher --export-seccomp` writes it; nil for a
+    /// launcher that could not export one (it then compiles the filter at each launch, ~0.2 ms of CPU).
+    /// Compiled once per engine and launcher rather than per space.
+    private static let seccompPrograms = Mutex<[String: [UInt8]?]>([:])
+
+    /// The cached filter for `launcher`, exporting it on first use. Two threads may both export it the first
+    /// time; both get the same bytes.
+    static func seccompProgram(launcher: String) -> [UInt8]? {
+        if let cached = seccompPrograms.withLock({ $0[launcher] }) {
+            return cached
+        }
+        // Anything larger than PIPE_BUF could block the engine's write into a pipe of reduced capacity.
+        let program = runLauncher(launcher, mode: "--export-seccomp").flatMap { $0.count <= 4096 ? $0 : nil }
+        seccompPrograms.withLock { $0[launcher] = .some(program) }
+        return program
+    }
+
+    /// Runs `launcher mode` (`--probe`, `--export-seccomp`) and returns its stdout; nil when it cannot be run or
+    /// exits non-zero (its complaint goes to the engine's stderr).
+    static func runLauncher(_ launcher: String, mode: String) -> [UInt8]? {
+        guard let output = try? makePipe("probe") else {
             return nil
         }
-        let text = String(decoding: bytes, as: UTF8.self)
-        let line = text.split(separator: "\n", omittingEmptySubsequences: true).first ?? ""
-        return SandboxError(statusLine: line)
-            ?? SandboxError(step: "status", errno: EPROTO, detail: "unexpected launcher status: \(text)")
+        defer { closeDescriptor(output.read) }
+        let pid: pid_t
+        do {
+            pid = try spawn(
+                launcher, arguments: [mode],
+                inheriting: [(output.write, [STDOUT_FILENO]), (STDERR_FILENO, [STDERR_FILENO])])
+        } catch {
+            closeDescriptor(output.write)
+            return nil
+        }
+        closeDescriptor(output.write)
+        let bytes = try? readToEnd(output.read, step: "probe")
+        var status: Int32 = 0
+        _ = try? systemCall("probe", "waitpid") { waitpid(pid, &status, 0) }
+        guard let bytes, exitCode(fromWaitStatus: status) == 0 else {
+            return nil
+        }
+        return bytes
     }
 
     private static func parentDirectory(of path: String) -> String {
@@ -309,7 +430,8 @@ enum LauncherDescriptors {
     static let workspace: Int32 = 5
     static let status: Int32 = 6
     static let lifeline: Int32 = 7
-    static let firstBind: Int32 = 8
+    static let seccomp: Int32 = 8
+    static let firstBind: Int32 = 9
 
     /// The descriptor of the read-only bind at `index` in the spec.
     static func bind(_ index: Int) -> Int32 {

@@ -7,9 +7,9 @@
 /// A space that could not be started: which step failed, the system's error number, what happened, and what
 /// to do about it.
 ///
-/// Steps that run in the launcher carry the names it reports (`clone`, `uid_map`, `bind_workspace`, `exec`, …;
-/// docs/SANDBOX.md); steps on the engine's side are `spec`, `launcher`, `open_workspace`, `open_bind`, `pipe`,
-/// `spawn` and `status`.
+/// Steps that run in the launcher carry the names it reports (`clone`, `uid_map`, `bind_workspace`, `cgroupns`,
+/// `rlimits`, `capabilities`, `seccomp`, `exec`, …; docs/SANDBOX.md, "Order of the set-up"); steps on the
+/// engine's side are `spec`, `launcher`, `open_workspace`, `open_bind`, `pipe`, `spawn` and `status`.
 public struct SandboxError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The step that failed.
     public var step: String
@@ -85,6 +85,17 @@ public struct SandboxError: Error, Sendable, Hashable, CustomStringConvertible {
                 + "/etc/alternatives and the read-only binds are visible; bind the program or use its /usr path."
         case ("exec", EACCES):
             return "The program is not executable by the space's root, or lies on a noexec mount; check its mode."
+        case ("seccomp", _):
+            return "The kernel refused the space's seccomp filter: use a kernel built with CONFIG_SECCOMP_FILTER and "
+                + "check that no container profile forbids seccomp(2) or prctl(PR_SET_SECCOMP); `spaces doctor` "
+                + "shows the seccomp layer."
+        case ("capabilities", _):
+            return "Dropping the worker's capabilities failed inside its user namespace; `spaces doctor` shows the "
+                + "capabilities layer. Report the step and error."
+        case ("rlimits", _):
+            return "A resource limit could not be set; check processLimit, openFileLimit and fileSizeLimitBytes."
+        case ("cgroupns", _):
+            return "The kernel refused a cgroup namespace: use Linux 4.6 or later built with CONFIG_CGROUPS."
         case ("chdir", _):
             return "The working directory must exist inside the space (for example /workspace or /tmp)."
         case ("args", _), ("spec", _):

@@ -26,14 +26,30 @@ public final class SandboxProcess: Sendable {
     public let requestFD: Int32
     /// The engine's end of the response pipe: what the worker writes to its fd 4 is read here.
     public let responseFD: Int32
+    /// What the launcher reported for each cgroup controller (`memory`, `pids`, `cpu`): `ok <directory> <limit>`
+    /// when the space's cgroup in that controller holds the space, else `unavailable <why>` (docs/SANDBOX.md,
+    /// "What the launcher reports"). The directory is removed when the space ends.
+    public let cgroupReport: [String: String]
     private let lifecycle: SpaceLifecycle
 
     /// Takes ownership of the two pipe ends and of `lifecycle` (whose reaper thread is already running).
-    init(monitorPID: pid_t, requestFD: Int32, responseFD: Int32, lifecycle: SpaceLifecycle) {
+    init(
+        monitorPID: pid_t, requestFD: Int32, responseFD: Int32, cgroupReport: [String: String],
+        lifecycle: SpaceLifecycle
+    ) {
         self.monitorPID = monitorPID
         self.requestFD = requestFD
         self.responseFD = responseFD
+        self.cgroupReport = cgroupReport
         self.lifecycle = lifecycle
+    }
+
+    /// The space's cgroup directory for `controller`, when the launcher reported it `ok`.
+    public func cgroupDirectory(_ controller: String) -> String? {
+        guard let entry = cgroupReport[controller], entry.hasPrefix("ok /") else {
+            return nil
+        }
+        return entry.dropFirst(3).split(separator: " ", maxSplits: 1).first.map(String.init)
     }
 
     deinit {

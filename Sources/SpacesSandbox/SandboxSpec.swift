@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
 /// What a space is made of: the host directory it works in, the host id it runs as, what it can read, and the
 /// program it runs. `Sandbox.launch` turns one into a running space (docs/SANDBOX.md).
 public struct SandboxSpec: Sendable, Hashable {
@@ -38,6 +44,28 @@ public struct SandboxSpec: Sendable, Hashable {
     /// The worker's working directory inside the space.
     public var workingDirectory: String
 
+    // Limits (docs/SANDBOX.md, "Limits"). nil means "no limit of this kind".
+
+    /// How many processes and threads the space may have at once, init included: the worker's `RLIMIT_NPROC`
+    /// and, where the host has the pids controller, the space's `pids.max`.
+    public var processLimit: Int?
+    /// How many descriptors each process of the space may have open (`RLIMIT_NOFILE`).
+    public var openFileLimit: Int?
+    /// The largest file a process of the space may write, in bytes (`RLIMIT_FSIZE`; writing past it fails with
+    /// `EFBIG` once SIGXFSZ is ignored, and kills the writer otherwise).
+    public var fileSizeLimitBytes: Int?
+    /// The memory the whole space may use, page cache included, in bytes (the memory cgroup's limit): past it
+    /// the kernel's OOM killer ends the space's largest process.
+    public var memoryLimitBytes: Int?
+    /// The share of one CPU the whole space may use, in thousandths (1000 = one full CPU, 2500 = two and a
+    /// half); 0 means no limit. Enforced by the cpu cgroup's quota per 100 ms period.
+    public var cpuMillis: Int
+    /// The name of the space's cgroup, `agent-spaces/<cgroupName>` below the engine's own cgroup in each
+    /// controller. Must be unique among running spaces: 1-128 letters, digits, `-`, `_` or `.`, not starting
+    /// with `.`.
+    public var cgroupName: String
+
+    /// The defaults follow the `default` policy preset's limits where it has one (security.md).
     public init(
         hostname: String,
         workspacePath: String,
@@ -47,7 +75,13 @@ public struct SandboxSpec: Sendable, Hashable {
         program: [String],
         environment: [String: String] = [:],
         tmpSizeBytes: Int = 256 << 20,
-        workingDirectory: String = "/workspace"
+        workingDirectory: String = "/workspace",
+        processLimit: Int? = 1024,
+        openFileLimit: Int? = 4096,
+        fileSizeLimitBytes: Int? = 1 << 30,
+        memoryLimitBytes: Int? = 1 << 30,
+        cpuMillis: Int = 0,
+        cgroupName: String? = nil
     ) {
         self.hostname = hostname
         self.workspacePath = workspacePath
@@ -58,5 +92,17 @@ public struct SandboxSpec: Sendable, Hashable {
         self.environment = environment
         self.tmpSizeBytes = tmpSizeBytes
         self.workingDirectory = workingDirectory
+        self.processLimit = processLimit
+        self.openFileLimit = openFileLimit
+        self.fileSizeLimitBytes = fileSizeLimitBytes
+        self.memoryLimitBytes = memoryLimitBytes
+        self.cpuMillis = cpuMillis
+        self.cgroupName = cgroupName ?? Self.defaultCgroupName(hostname: hostname)
+    }
+
+    /// `<hostname>-<engine pid>`: unique as long as the engine's space names are, and tells an operator
+    /// looking at /sys/fs/cgroup which engine a space belongs to.
+    public static func defaultCgroupName(hostname: String) -> String {
+        "\(hostname)-\(getpid())"
     }
 }

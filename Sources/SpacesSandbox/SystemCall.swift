@@ -78,6 +78,21 @@ func exitCode(fromWaitStatus status: Int32) -> Int32 {
     return signal == 0 ? (status >> 8) & 0xff : 128 + signal
 }
 
+/// Reads `fd` until end-of-file.
+func readToEnd(_ fd: Int32, step: String, _ detail: String = "read") throws(SandboxError) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = try systemCall(step, detail) {
+            buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        }
+        if count == 0 {
+            return bytes
+        }
+        bytes.append(contentsOf: buffer[..<count])
+    }
+}
+
 /// The contents of a small text file (a /proc or /sys setting), or nil when it cannot be read.
 func readSmallFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -150,6 +150,11 @@ enum SpaceTestSupport {
         return true
     }
 
+    /// The contents of a small file (a cgroup setting), or "" when it cannot be read.
+    static func contents(_ path: String) -> String {
+        (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    }
+
     /// The host uid owning `path`.
     static func ownerUID(_ path: String) -> UInt32? {
         var status = stat()
