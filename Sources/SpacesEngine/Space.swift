@@ -127,8 +127,8 @@ final class Space: Sendable {
         }
         let record = self.record
         let worker = try await Self.startWorker(
-            environment: environment, hostname: record.name.replacingUnderscores, workspace: workspacePath,
-            uid: record.hostUID, gid: record.hostGID, logger: logger)
+            environment: environment, spaceId: id, hostname: record.name.replacingUnderscores,
+            workspace: workspacePath, uid: record.hostUID, gid: record.hostGID, limits: policy.limits, logger: logger)
         let process = worker.process
         let installed = state.withLock { state -> Bool in
             if case .destroyed = state.worker { return false }
@@ -146,10 +146,11 @@ final class Space: Sendable {
 
     /// Launches a space's sandbox and waits for its worker to answer.
     static func startWorker(
-        environment: SpaceEnvironment, hostname: String, workspace: String, uid: UInt32, gid: UInt32, logger: Logger
+        environment: SpaceEnvironment, spaceId: String, hostname: String, workspace: String, uid: UInt32,
+        gid: UInt32, limits: Policy.Limits, logger: Logger
     ) async throws(SpaceError) -> WorkerConnection {
         let spec = environment.sandboxSpec(
-            hostname: hostname, workspace: workspace, uid: uid, gid: gid, tmpSizeBytes: 256 << 20)
+            spaceId: spaceId, hostname: hostname, workspace: workspace, uid: uid, gid: gid, limits: limits)
         let launchStarted = Clock.monotonicNanoseconds()
         let process: any WorkerProcess
         if environment.unsafeNoIsolation {

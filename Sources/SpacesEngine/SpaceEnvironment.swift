@@ -1,3 +1,4 @@
+import SpacesPolicy
 import SpacesSandbox
 
 #if canImport(FoundationEssentials)
@@ -22,7 +23,12 @@ public struct SpaceEnvironment: Sendable {
     static let bunInside = "/opt/spaces/bin/bun"
     static let workerInside = "/opt/spaces/worker.ts"
 
-    func sandboxSpec(hostname: String, workspace: String, uid: UInt32, gid: UInt32, tmpSizeBytes: Int) -> SandboxSpec {
+    /// The sandbox of one space: its binds, the worker's environment, and the policy's limits as rlimits and
+    /// cgroup limits (`processes` → RLIMIT_NPROC and pids.max, `memoryMiB` → the memory cgroup, `diskMiB` →
+    /// RLIMIT_FSIZE), in a cgroup named after the space.
+    func sandboxSpec(
+        spaceId: String, hostname: String, workspace: String, uid: UInt32, gid: UInt32, limits: Policy.Limits
+    ) -> SandboxSpec {
         SandboxSpec(
             hostname: hostname, workspacePath: workspace, hostUID: uid, hostGID: gid,
             readOnlyBinds: [
@@ -35,7 +41,9 @@ public struct SpaceEnvironment: Sendable {
                 "LANG": "C.UTF-8", "SPACES_WORKSPACE": "/workspace", "BUN_RUNTIME_TRANSPILER_CACHE_PATH": "0",
                 "NO_COLOR": "1", "BUN_INSTALL_CACHE_DIR": "/tmp/.bun-cache",
             ],
-            tmpSizeBytes: tmpSizeBytes, workingDirectory: "/workspace")
+            tmpSizeBytes: 256 << 20, workingDirectory: "/workspace", processLimit: limits.processes,
+            fileSizeLimitBytes: limits.diskMiB << 20, memoryLimitBytes: limits.memoryMiB << 20,
+            cgroupName: spaceId)
     }
 
     /// Launches on a fresh thread: launching blocks until the worker's `exec`, which must not hold one of the

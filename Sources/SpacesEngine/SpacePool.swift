@@ -83,8 +83,8 @@ final class SpacePool: Sendable {
             try store.makeDirectory(workspace)
             store.chown(directory(spaceId), uid: uid, gid: gid)
             let worker = try await Space.startWorker(
-                environment: environment, hostname: spaceId.replacingUnderscores, workspace: workspace, uid: uid,
-                gid: gid, logger: logger)
+                environment: environment, spaceId: spaceId, hostname: spaceId.replacingUnderscores,
+                workspace: workspace, uid: uid, gid: gid, limits: Policy.default.limits, logger: logger)
             let kept = state.withLock { state -> Bool in
                 state.filling -= 1
                 guard !state.stopped else { return false }
