@@ -52,6 +52,7 @@ public final class Engine: Sendable {
         /// `notifications/cancelled` names the request that started a batch.
         var batchByRequest: [JSONValue: String] = [:]
         var environment: Result<SpaceEnvironment, SpaceEnvironment.LocateError>?
+        var isolation: IsolationReport?
         var shuttingDown = false
     }
 
@@ -111,6 +112,31 @@ public final class Engine: Sendable {
         return located
     }
 
+    /// What this host gives a space, probed once (the launcher's probe takes about 10 ms).
+    func isolation() -> IsolationReport {
+        if let cached = state.withLock({ $0.isolation }) { return cached }
+        let report = Sandbox.probe()
+        state.withLock { $0.isolation = report }
+        return report
+    }
+
+    /// The layers no space may start without. Cgroups are used where the host has them and only reported.
+    public static let requiredLayers = ["user namespaces", "capabilities", "seccomp", "launcher"]
+
+    /// `-32020` naming the first required isolation layer this host lacks, with its fix; nil when all are there.
+    func missingIsolation() -> RPCError? {
+        guard !configuration.unsafeNoIsolation else { return nil }
+        let report = isolation()
+        for name in Self.requiredLayers {
+            guard let layer = report.layer(name), !layer.present else { continue }
+            return RPCError(
+                .isolationUnavailable, "isolation unavailable on this host: \(name) (\(layer.detail))",
+                hint: (layer.fix.map { "\($0); " } ?? "")
+                    + "`spaces doctor` checks every layer. Only for trusted code: spaces serve --unsafe-no-isolation")
+        }
+        return nil
+    }
+
     func space(_ spaceId: String) throws(RPCError) -> Space {
         guard let space = state.withLock({ $0.spaces[spaceId] }) else { throw RPCError.spaceNotFound(spaceId) }
         return space
@@ -126,7 +152,7 @@ public final class Engine: Sendable {
         }
         _ = try params.optionalObject("client")
         _ = try params.optionalObject("capabilities")
-        let report = Sandbox.probe()
+        let report = isolation()
         let bunVersion: String
         switch environment() {
         case .success(let environment):
@@ -207,6 +233,7 @@ public final class Engine: Sendable {
                 params.fieldPath("capabilities"), "capabilities are not supported by this engine version",
                 hint: "remove capabilities; call your APIs from commands for now")
         }
+        if let missing = missingIsolation() { throw missing }
         let count = state.withLock { $0.spaces.count }
         guard count < configuration.maxSpaces else {
             throw RPCError(

@@ -17,24 +17,26 @@ struct Doctor: ParsableCommand {
 
     func run() throws {
         let report = Sandbox.probe()
-        func line(_ ok: Bool, _ text: String) { print("\(ok ? "ok  " : "MISSING") \(text)") }
-        line(report.user, "user namespaces")
-        line(
-            report.mount && report.pid && report.net && report.ipc && report.uts, "mount, pid, net, ipc, uts namespaces"
-        )
-        line(report.seccomp, "seccomp")
-        line(report.cgroup != "none", "cgroups (\(report.cgroup))")
-        var healthy = report.user
+        var healthy = true
+        print("isolation layers (required: \(Engine.requiredLayers.joined(separator: ", "))):")
+        for layer in report.layers {
+            let required = Engine.requiredLayers.contains(layer.name)
+            let mark = layer.present ? "ok     " : (required ? "MISSING" : "absent ")
+            print("  \(mark) \(layer.name): \(layer.detail)")
+            if let fix = layer.fix, !layer.present { print("          fix: \(fix)") }
+            if required && !layer.present { healthy = false }
+        }
+        print(
+            "  " + (report.mount && report.pid && report.net && report.ipc && report.uts ? "ok     " : "MISSING")
+                + " mount, pid, net, ipc, uts namespaces")
         switch SpaceEnvironment.locate(bun: bun, launcher: nil) {
         case .success(let environment):
-            line(true, "launcher: \(environment.launcherPath ?? "?")")
-            line(true, "Bun \(environment.bunVersion): \(environment.bunPath)")
-            line(true, "worker: \(environment.workerScriptPath)")
+            print("  ok      Bun \(environment.bunVersion): \(environment.bunPath)")
+            print("  ok      worker: \(environment.workerScriptPath)")
         case .failure(let error):
-            line(false, "\(error.message) — \(error.hint)")
+            print("  MISSING \(error.message)\n          fix: \(error.hint)")
             healthy = false
         }
-        for problem in report.problems { print("  fix: \(problem)") }
         if healthy { healthy = checkRealSpace() }
         print(healthy ? "\nthis host can run spaces" : "\nthis host cannot run spaces yet: fix what is MISSING above")
         if !healthy { throw ExitCode(1) }
@@ -46,7 +48,8 @@ struct Doctor: ParsableCommand {
         let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
         defer { _ = system("rm -rf '\(root)'") }
         var arguments = [
-            Conformance.currentExecutable(), "serve", "--state-dir", root + "/state", "--log-level", "error",
+            Conformance.currentExecutable(), "serve", "--state-dir", root + "/state", "--log-level", "error", "--pool",
+            "0",
         ]
         if let bun { arguments += ["--bun", bun] }
         do {
@@ -66,13 +69,13 @@ struct Doctor: ParsableCommand {
                 ])
             let exited = result["events"]?.arrayValue?.first { $0["type"] == "command.exited" }
             guard exited?["exitCode"] == 0 else {
-                print("MISSING Bun inside a space: \(result)")
+                print("  MISSING Bun inside a space: \(result)")
                 return false
             }
-            print("ok   a real space ran `bun --version`: \(exited?["stdout"]?.stringValue ?? "")", terminator: "")
+            print("  ok      a real space ran `bun --version`: \(exited?["stdout"]?.stringValue ?? "")", terminator: "")
             return true
         } catch {
-            print("MISSING a real space: \(error)")
+            print("  MISSING a real space: \(error)")
             return false
         }
     }
