@@ -90,6 +90,32 @@ struct KillAttacks {
         )
     }
 
+    @Test(
+        "SIGTERM stops the engine gracefully: running work answers cancelled, no process of any space is left, exit 0")
+    func engineTerminated() throws {
+        let (engine, space, marker, name) = try Self.spaceWithEscapee()
+        let running = Host.marker()
+        let id = engine.client.send(
+            "operations/submit",
+            [
+                "spaceId": .string(space),
+                "operations": [
+                    ["kind": "command.run", "argv": ["bash", "-c", .string("exec -a \(running) sleep 300")]]
+                ],
+            ])
+        #expect(Host.waitUntil(timeoutMs: 5000) { !Host.processes(containing: running).isEmpty })
+        let pid = try #require(Host.enginePid(stateDir: engine.stateDir))
+        kill(pid, SIGTERM)
+        let answer = try engine.client.awaitResult(id: id)
+        #expect(answer["status"] == "cancelled", "\(answer)")
+        #expect(engine.process.waitForExit(timeoutMs: 10_000) == 0)
+        #expect(
+            Host.waitUntil(timeoutMs: 2000) {
+                Host.processes(containing: marker).isEmpty && Host.processes(containing: name).isEmpty
+                    && Host.processes(containing: running).isEmpty
+            }, "processes outlived the engine")
+    }
+
     @Test("The engine's end of input (client gone) leaves no process of any space")
     func engineInputClosed() throws {
         let (engine, _, marker, name) = try Self.spaceWithEscapee()
