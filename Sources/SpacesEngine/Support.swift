@@ -212,3 +212,53 @@ package struct LineSplitter {
         pending.reserveCapacity(256)
     }
 }
+
+/// Starts a host program with `posix_spawn`: a clean signal mask (whatever the calling thread blocks), optionally
+/// in a process group of its own. `arrange` sets up its descriptors. Returns the pid, or the spawn error.
+struct SpawnFailure: Error {
+    var errno: Int32
+}
+
+func spawnHostProgram(
+    _ argv: [String], environment: [String: String]?, searchPath: Bool = false, newProcessGroup: Bool = false,
+    arrange: (inout posix_spawn_file_actions_t) -> Void
+) -> Result<pid_t, SpawnFailure> {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    arrange(&actions)
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var emptyMask = sigset_t()
+    sigemptyset(&emptyMask)
+    posix_spawnattr_setsigmask(&attributes, &emptyMask)
+    var flags = POSIX_SPAWN_SETSIGMASK
+    if newProcessGroup {
+        posix_spawnattr_setpgroup(&attributes, 0)
+        flags |= POSIX_SPAWN_SETPGROUP
+    }
+    posix_spawnattr_setflags(&attributes, Int16(flags))
+    let cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    let cEnvironment: [UnsafeMutablePointer<CChar>?]? = environment.map {
+        $0.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    }
+    defer {
+        cArguments.forEach { free($0) }
+        cEnvironment?.forEach { free($0) }
+    }
+    var pid: pid_t = 0
+    let status: Int32
+    if let cEnvironment {
+        status =
+            searchPath
+            ? posix_spawnp(&pid, argv[0], &actions, &attributes, cArguments, cEnvironment)
+            : posix_spawn(&pid, argv[0], &actions, &attributes, cArguments, cEnvironment)
+    } else {
+        status =
+            searchPath
+            ? posix_spawnp(&pid, argv[0], &actions, &attributes, cArguments, environ)
+            : posix_spawn(&pid, argv[0], &actions, &attributes, cArguments, environ)
+    }
+    return status == 0 ? .success(pid) : .failure(SpawnFailure(errno: status))
+}

@@ -39,38 +39,25 @@ final class UnsafeWorkerProcess: WorkerProcess {
             throw Failure(description: "pipe failed: \(String(cString: strerror(errno)))")
         }
         for fd in requests + answers { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, 2, 1)
-        posix_spawn_file_actions_adddup2(&actions, requests[0], 3)
-        posix_spawn_file_actions_adddup2(&actions, answers[1], 4)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
         var environment = environment
         environment["SPACES_WORKSPACE"] = workspace
         environment["HOME"] = workspace
-        let argv: [UnsafeMutablePointer<CChar>?] = ([bun, script] as [String]).map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+        let spawned = spawnHostProgram([bun, script], environment: environment, newProcessGroup: true) {
+            (actions: inout posix_spawn_file_actions_t) in
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, 2, 1)
+            posix_spawn_file_actions_adddup2(&actions, requests[0], 3)
+            posix_spawn_file_actions_adddup2(&actions, answers[1], 4)
         }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, bun, &actions, &attributes, argv, envp)
         close(requests[0])
         close(answers[1])
-        guard status == 0 else {
+        guard case .success(let pid) = spawned else {
             close(requests[1])
             close(answers[0])
-            throw Failure(description: "cannot start Bun: \(String(cString: strerror(status)))")
+            if case .failure(let failure) = spawned {
+                throw Failure(description: "cannot start Bun: \(String(cString: strerror(failure.errno)))")
+            }
+            throw Failure(description: "cannot start Bun")
         }
         requestFD = requests[1]
         responseFD = answers[0]
