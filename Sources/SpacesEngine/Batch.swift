@@ -80,11 +80,13 @@ final class EventRecorder: Sendable {
     private let events = Mutex<[JSONValue]>([])
     let space: Space
     let batchId: String
+    let runId: String?
     let notify: (@Sendable (JSONValue) -> Void)?
 
-    init(space: Space, batchId: String, notify: (@Sendable (JSONValue) -> Void)?) {
+    init(space: Space, batchId: String, runId: String?, notify: (@Sendable (JSONValue) -> Void)?) {
         self.space = space
         self.batchId = batchId
+        self.runId = runId
         self.notify = notify
     }
 
@@ -96,11 +98,16 @@ final class EventRecorder: Sendable {
         let value: JSONValue = events.withLock { events in
             event["seq"] = JSONValue(space.nextSeq())
             event["at"] = .string(Clock.timestamp())
+            space.audit.record("event", runId: runId, batchId: batchId, opId: opId, data: event)
             let value = JSONValue.object(event)
             events.append(value)
             return value
         }
-        notify?(value)
+        // A streamed event is acknowledged as it is sent: it is in the audit log first.
+        if let notify {
+            space.audit.flush()
+            notify(value)
+        }
     }
 
     var all: [JSONValue] { events.withLock { $0 } }
@@ -114,18 +121,35 @@ extension Space {
         if let key = request.idempotencyKey, let earlier = idempotentResult(key) { return earlier }
         control.begin()
         defer { control.finish() }
-        let recorder = EventRecorder(space: self, batchId: control.batchId, notify: notify)
+        let recorder = EventRecorder(space: self, batchId: control.batchId, runId: request.runId, notify: notify)
         countBatch(operations: request.operations.count)
+        var requestData: [String: JSONValue] = [
+            "method": "operations/submit",
+            "operations": .array(
+                request.operations.map { operation in
+                    var fields = operation.fields
+                    fields["kind"] = .string(operation.kind.rawValue)
+                    fields["id"] = .string(operation.opId)
+                    return .object(fields)
+                }),
+            "onError": .string(request.stopOnError ? "stop" : "continue"), "stream": .bool(request.stream),
+            "dryRun": .bool(request.dryRun),
+        ]
+        if let key = request.idempotencyKey { requestData["idempotencyKey"] = .string(key) }
+        audit.record("request", runId: request.runId, batchId: control.batchId, data: requestData)
 
         if request.dryRun {
             let decisions = request.operations.map { operation -> JSONValue in
                 let decision = PolicyEvaluator.decide(operation, under: policy)
+                recordDecision(decision, operation, request: request, control: control, dryRun: true)
                 return [
                     "opId": .string(operation.opId), "decision": .string(decision.verdict.rawValue),
                     "rule": .string(decision.rule), "reason": .string(decision.reason),
                     "suggestion": .string(decision.suggestion),
                 ]
             }
+            audit.record("batch.ended", runId: request.runId, batchId: control.batchId, data: ["status": "completed"])
+            audit.flush()
             return [
                 "batchId": .string(control.batchId), "status": "completed", "events": [],
                 "decisions": .array(decisions),
@@ -149,6 +173,9 @@ extension Space {
             }
             let outcomes: [Outcome]
             if end - index >= 2 {
+                for operation in operations[index..<end] {
+                    recordDecision(decide(operation), operation, request: request, control: control)
+                }
                 outcomes = await performFileGroup(
                     Array(operations[index..<end]), request: request, control: control, recorder: recorder)
             } else {
@@ -166,6 +193,8 @@ extension Space {
             }
         }
         if request.runId != nil { persist() }
+        audit.record("batch.ended", runId: request.runId, batchId: control.batchId, data: ["status": .string(status)])
+        audit.flush()
         let result: JSONValue = [
             "batchId": .string(control.batchId), "status": .string(status), "events": .array(recorder.all),
         ]
@@ -187,6 +216,18 @@ extension Space {
             case .denied: run.denied += 1
             }
         }
+    }
+
+    /// Records a policy decision in the audit log.
+    func recordDecision(
+        _ decision: Decision, _ operation: Operation, request: BatchRequest, control: BatchControl, dryRun: Bool = false
+    ) {
+        var data: [String: JSONValue] = [
+            "decision": .string(decision.verdict.rawValue), "rule": .string(decision.rule),
+            "reason": .string(decision.reason), "kind": .string(operation.kind.rawValue),
+        ]
+        if dryRun { data["dryRun"] = true }
+        audit.record("decision", runId: request.runId, batchId: control.batchId, opId: operation.opId, data: data)
     }
 
     /// File operations sent as one worker `batch`; the events are the same as if each had been sent alone.
@@ -320,6 +361,7 @@ extension Space {
     ) async -> Outcome {
         let opId = operation.opId
         let decision = decide(operation)
+        recordDecision(decision, operation, request: request, control: control)
         if decision.verdict != .allow {
             recorder.emit(
                 "policy.denied", opId: opId,

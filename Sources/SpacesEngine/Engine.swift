@@ -295,6 +295,12 @@ public final class Engine: Sendable {
             store.remove(store.spaceDirectory(spaceId))
             throw error.rpcError
         }
+        var created: [String: JSONValue] = [
+            "name": .string(record.name), "policy": policy.json, "pooled": .bool(pooled != nil),
+        ]
+        if configuration.unsafeNoIsolation { created["unsafe"] = true }
+        space.audit.record("space.created", data: created)
+        space.audit.flush()
         state.withLock { $0.spaces[spaceId] = space }
         if configuration.unsafeNoIsolation {
             logger.warning(
@@ -348,6 +354,8 @@ public final class Engine: Sendable {
         }
         await Self.cancel(batches)
         await space.stopWorker(destroy: true)
+        space.audit.record("space.destroyed", data: ["keepWorkspace": .bool(keepWorkspace)])
+        space.audit.flush()
         var result: [String: JSONValue] = ["destroyed": true, "spaceId": .string(spaceId)]
         if keepWorkspace {
             store.remove(store.recordPath(spaceId))
@@ -366,6 +374,11 @@ public final class Engine: Sendable {
         let label = try params.optionalString("label")
         let metadata = try params.optionalObject("metadata").map { JSONValue.object($0.members) }
         let run = space.startRun(label: label, metadata: metadata)
+        var runData: [String: JSONValue] = [:]
+        if let label { runData["label"] = .string(label) }
+        if let metadata { runData["metadata"] = metadata }
+        space.audit.record("run.started", runId: run.runId, data: runData)
+        space.audit.flush()
         var result: [String: JSONValue] = [
             "runId": .string(run.runId), "spaceId": .string(space.id), "startedAt": .string(run.startedAt),
         ]
@@ -378,7 +391,11 @@ public final class Engine: Sendable {
         let status = try params.oneOf("status", ["succeeded", "failed", "cancelled"]) ?? "succeeded"
         let spaces = state.withLock { Array($0.spaces.values) }
         for space in spaces {
-            if let summary = space.endRun(runId, status: status) { return summary }
+            if let summary = space.endRun(runId, status: status) {
+                space.audit.record("run.ended", runId: runId, data: ["summary": summary])
+                space.audit.flush()
+                return summary
+            }
         }
         throw Self.runNotFound(runId, field: params.fieldPath("runId"))
     }
@@ -479,18 +496,67 @@ public final class Engine: Sendable {
 
     public func cancelBatch(_ params: Params) throws(RPCError) -> JSONValue {
         let batchId = try params.string("batchId")
-        guard let control = state.withLock({ $0.batches[batchId] }), control.cancel() else {
-            throw RPCError.invalidParams(
-                params.fieldPath("batchId"), "no running or queued batch '\(batchId)'",
-                hint: "the batch may have finished already; its result holds its events")
+        guard let control = state.withLock({ $0.batches[batchId] }) else { throw Self.noBatch(batchId, params) }
+        if let space = state.withLock({ $0.spaces[control.spaceId] }) {
+            space.audit.record("cancel", batchId: batchId, data: ["method": "operations/cancel"])
+            space.audit.flush()
         }
+        guard control.cancel() else { throw Self.noBatch(batchId, params) }
         return ["cancelled": true, "batchId": .string(batchId)]
+    }
+
+    static func noBatch(_ batchId: String, _ params: Params) -> RPCError {
+        RPCError.invalidParams(
+            params.fieldPath("batchId"), "no running or queued batch '\(batchId)'",
+            hint: "the batch may have finished already; its result holds its events")
     }
 
     /// `notifications/cancelled`: cancels the batch started by that request, if any.
     public func cancelRequest(_ requestID: JSONValue) {
         let control = state.withLock { state in state.batchByRequest[requestID].flatMap { state.batches[$0] } }
         _ = control?.cancel()
+    }
+
+    // MARK: audit
+
+    /// The audit log of a space, present or destroyed (its log outlives it).
+    func auditPath(_ params: Params) throws(RPCError) -> String {
+        let spaceId = try params.string("spaceId")
+        let path = store.auditPath(spaceId)
+        guard spaceId.hasPrefix("sp_"), !spaceId.contains("/"), access(path, F_OK) == 0 else {
+            throw RPCError.spaceNotFound(spaceId)
+        }
+        // Whatever the space recorded so far is on disk before it is read.
+        state.withLock { $0.spaces[spaceId] }?.audit.flush()
+        return path
+    }
+
+    public func readAudit(_ params: Params) throws(RPCError) -> JSONValue {
+        let path = try auditPath(params)
+        let afterSeq = try params.optionalInt("afterSeq", in: 0...Int(Int32.max)) ?? 0
+        let limit = try params.optionalInt("limit", in: 1...10_000) ?? 1000
+        let (entries, head) = AuditLog.read(path: path, afterSeq: afterSeq, limit: limit)
+        return ["entries": .array(entries), "headHash": .string(head)]
+    }
+
+    public func verifyAudit(_ params: Params) throws(RPCError) -> JSONValue {
+        let verification = AuditLog.verify(path: try auditPath(params))
+        var result: [String: JSONValue] = [
+            "ok": .bool(verification.ok), "entries": JSONValue(verification.entries),
+            "headHash": .string(verification.headHash),
+        ]
+        if let bad = verification.firstBadSeq { result["firstBadSeq"] = JSONValue(bad) }
+        return .object(result)
+    }
+
+    /// `spaces audit verify`: checks a log file without an engine.
+    public static func verifyAuditFile(stateDirectory: String, spaceId: String) -> (
+        ok: Bool, entries: Int, firstBadSeq: Int?
+    )? {
+        let path = StateStore(root: stateDirectory).auditPath(spaceId)
+        guard access(path, F_OK) == 0 else { return nil }
+        let verification = AuditLog.verify(path: path)
+        return (verification.ok, verification.entries, verification.firstBadSeq)
     }
 
     // MARK: shutdown

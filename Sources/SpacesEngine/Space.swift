@@ -42,6 +42,8 @@ final class Space: Sendable {
     let store: StateStore
     let environment: SpaceEnvironment
     let logger: Logger
+    /// The space's audit log; `Engine` and the batches record into it.
+    let audit: AuditLog
     private let state: Mutex<State>
 
     init(record: SpaceRecord, policy: Policy, store: StateStore, environment: SpaceEnvironment, logger: Logger) {
@@ -52,6 +54,7 @@ final class Space: Sendable {
         var logger = logger
         logger[metadataKey: "space"] = "\(record.spaceId)"
         self.logger = logger
+        self.audit = AuditLog(path: store.auditPath(record.spaceId), spaceId: record.spaceId)
         self.state = Mutex(State(record: record, seq: record.seqReserved))
     }
 

@@ -24,6 +24,9 @@ struct StateStore: Sendable {
     func spaceDirectory(_ spaceId: String) -> String { spacesDirectory + "/" + spaceId }
     func workspace(_ spaceId: String) -> String { spaceDirectory(spaceId) + "/workspace" }
     func recordPath(_ spaceId: String) -> String { spaceDirectory(spaceId) + "/space.json" }
+    /// Audit logs live apart from the spaces: a destroyed space's log stays.
+    var auditDirectory: String { root + "/audit" }
+    func auditPath(_ spaceId: String) -> String { auditDirectory + "/" + spaceId + ".jsonl" }
 
     /// The default: `$XDG_DATA_HOME/agent-spaces`, else `~/.local/share/agent-spaces`.
     static func defaultRoot() -> String {
@@ -35,6 +38,7 @@ struct StateStore: Sendable {
 
     func prepare() throws(Failure) {
         try makeDirectory(spacesDirectory, mode: 0o700)
+        try makeDirectory(auditDirectory, mode: 0o700)
     }
 
     func makeDirectory(_ path: String, mode: Int = 0o755) throws(Failure) {

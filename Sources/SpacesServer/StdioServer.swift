@@ -301,6 +301,8 @@ public final class StdioServer: Sendable {
                 answer(.failure(error))
             }
         case "operations/cancel": now { () throws(RPCError) in try engine.cancelBatch(params) }
+        case "audit/read": later { () throws(RPCError) in try engine.readAudit(params) }
+        case "audit/verify": later { () throws(RPCError) in try engine.verifyAudit(params) }
         case "notifications/cancelled":
             if let requestID = params.members["requestId"] { engine.cancelRequest(requestID) }
             respond(nil)
@@ -327,7 +329,7 @@ public final class StdioServer: Sendable {
 
     static let laterMethods: Set<String> = [
         "spaces/updatePolicy", "runs/transcript", "runs/replay", "approvals/resolve", "approvals/list", "grants/list",
-        "grants/revoke", "audit/read", "audit/verify", "tools/list", "tools/call",
+        "grants/revoke", "tools/list", "tools/call",
     ]
 }
 

@@ -16,7 +16,7 @@ struct Spaces: AsyncParsableCommand {
         commandName: "spaces",
         abstract: "Agent Spaces: run an AI agent's files, commands and TypeScript in isolated Linux spaces.",
         version: version,
-        subcommands: [Serve.self, Quickstart.self, Conformance.self, Bench.self, Doctor.self],
+        subcommands: [Serve.self, Quickstart.self, Conformance.self, Bench.self, Doctor.self, Audit.self],
         defaultSubcommand: Serve.self)
 }
 

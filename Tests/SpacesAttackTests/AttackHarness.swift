@@ -40,8 +40,9 @@ final class AttackEngine {
     }
 
     /// `environment` is added to the engine's environment (nothing of it may reach a space).
-    init(arguments: [String] = [], environment: [String: String] = [:]) throws {
-        stateDir = Host.makeTemporaryDirectory()
+    /// A new engine; with `reusing`, one started again on another engine's state directory.
+    init(arguments: [String] = [], environment: [String: String] = [:], reusing: String? = nil) throws {
+        stateDir = reusing ?? Host.makeTemporaryDirectory()
         process = try EngineProcess(
             arguments: [Self.binary, "serve", "--state-dir", stateDir + "/state", "--log-level", "warning"] + arguments,
             logPath: stateDir + "/engine.log", environment: environment)

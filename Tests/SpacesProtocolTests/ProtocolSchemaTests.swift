@@ -541,9 +541,8 @@ struct ProtocolSchemaTests {
             ])
         #expect(
             schema.plannedMethods == [
-                "approvals/list", "approvals/resolve", "audit/read", "audit/verify", "capabilities/invoke",
-                "grants/list", "grants/revoke", "runs/replay", "runs/transcript", "spaces/updatePolicy", "tools/call",
-                "tools/list",
+                "approvals/list", "approvals/resolve", "capabilities/invoke", "grants/list", "grants/revoke",
+                "runs/replay", "runs/transcript", "spaces/updatePolicy", "tools/call", "tools/list",
             ])
         #expect(
             schema.notifications == ["approvals/requested", "events/emitted", "log/message", "notifications/cancelled"])
