@@ -113,6 +113,8 @@ struct SandboxLaunchTests {
         let script = """
             tr '\\0' '\\n' < /proc/$$/environ > /workspace/environ
             sleep 30 & s=$!
+            # Until the child has exec'd sleep it is a copy of the shell, which may hold a descriptor for a moment.
+            while [ "$(cat /proc/$s/comm 2>/dev/null)" != sleep ]; do :; done
             ls /proc/$s/fd | sort -n | tr '\\n' ' ' > /workspace/fds
             kill $s
             """
