@@ -77,7 +77,15 @@ struct BatchRequest: Sendable {
 /// Shared between the batch's task and the worker's reader thread (which delivers streamed output), hence the
 /// `Mutex`: the sequence number is taken and the event appended under one lock, so events are in `seq` order.
 final class EventRecorder: Sendable {
-    private let events = Mutex<[JSONValue]>([])
+    private struct State {
+        var events: [JSONValue] = []
+        /// Secret values removed so far, by operation.
+        var redactions: [String: Int] = [:]
+        /// Streamed output held back until it is sure no secret continues in the next chunk, by "opId stream".
+        var pendingOutput: [String: String] = [:]
+    }
+
+    private let events = Mutex(State())
     let space: Space
     let batchId: String
     let runId: String?
@@ -90,27 +98,77 @@ final class EventRecorder: Sendable {
         self.notify = notify
     }
 
-    func emit(_ type: String, opId: String, _ fields: [String: JSONValue] = [:]) {
-        var event = fields
-        event["batchId"] = .string(batchId)
-        event["opId"] = .string(opId)
-        event["type"] = .string(type)
-        let value: JSONValue = events.withLock { events in
-            event["seq"] = JSONValue(space.nextSeq())
-            event["at"] = .string(Clock.timestamp())
-            space.audit.record("event", runId: runId, batchId: batchId, opId: opId, data: event)
-            let value = JSONValue.object(event)
-            events.append(value)
-            return value
+    /// Records an event (its secrets redacted), audits it, and streams it. Before an operation's last event,
+    /// an `output.redacted` event says how many secret values its output lost, if any.
+    func emit(_ type: String, opId: String, _ fields: [String: JSONValue] = [:], alreadyRedacted: Int = 0) {
+        let (redacted, count) = space.redactor.redact(JSONValue.object(fields))
+        var sent: [JSONValue] = []
+        events.withLock { state in
+            state.redactions[opId, default: 0] += count + alreadyRedacted
+            if type == "operation.completed" || type == "operation.failed",
+                let total = state.redactions.removeValue(forKey: opId), total > 0
+            {
+                sent.append(append(&state, "output.redacted", opId: opId, ["count": JSONValue(total)]))
+            }
+            sent.append(append(&state, type, opId: opId, redacted.objectValue ?? [:]))
         }
         // A streamed event is acknowledged as it is sent: it is in the audit log first.
         if let notify {
             space.audit.flush()
-            notify(value)
+            for event in sent { notify(event) }
         }
     }
 
-    var all: [JSONValue] { events.withLock { $0 } }
+    private func append(_ state: inout State, _ type: String, opId: String, _ fields: [String: JSONValue]) -> JSONValue
+    {
+        var event = fields
+        event["batchId"] = .string(batchId)
+        event["opId"] = .string(opId)
+        event["type"] = .string(type)
+        event["seq"] = JSONValue(space.nextSeq())
+        event["at"] = .string(Clock.timestamp())
+        space.audit.record("event", runId: runId, batchId: batchId, opId: opId, data: event)
+        let value = JSONValue.object(event)
+        state.events.append(value)
+        return value
+    }
+
+    /// Streamed output: redacted, and held back at a chunk's end as long as a secret could straddle chunks.
+    func emitOutput(opId: String, stream: String, data: String) {
+        let key = opId + " " + stream
+        let (send, count) = events.withLock { state -> (String, Int) in
+            let (send, keep, count) = space.redactor.streamed(
+                pending: state.pendingOutput[key] ?? "", chunk: data, final: false)
+            state.pendingOutput[key] = keep
+            return (send, count)
+        }
+        if !send.isEmpty {
+            emit(
+                "command.output", opId: opId, ["stream": .string(stream), "data": .string(send)], alreadyRedacted: count
+            )
+        }
+    }
+
+    /// Sends what streamed output was held back, once the process has ended.
+    func finishOutput(opId: String) {
+        for stream in ["stdout", "stderr"] {
+            let key = opId + " " + stream
+            let (send, count) = events.withLock { state -> (String, Int) in
+                guard let pending = state.pendingOutput.removeValue(forKey: key), !pending.isEmpty else {
+                    return ("", 0)
+                }
+                let (send, _, count) = space.redactor.streamed(pending: pending, chunk: "", final: true)
+                return (send, count)
+            }
+            if !send.isEmpty {
+                emit(
+                    "command.output", opId: opId, ["stream": .string(stream), "data": .string(send)],
+                    alreadyRedacted: count)
+            }
+        }
+    }
+
+    var all: [JSONValue] { events.withLock { $0.events } }
 }
 
 extension Space {
@@ -136,7 +194,9 @@ extension Space {
             "dryRun": .bool(request.dryRun),
         ]
         if let key = request.idempotencyKey { requestData["idempotencyKey"] = .string(key) }
-        audit.record("request", runId: request.runId, batchId: control.batchId, data: requestData)
+        let (redactedRequest, _) = redactor.redact(JSONValue.object(requestData))
+        audit.record(
+            "request", runId: request.runId, batchId: control.batchId, data: redactedRequest.objectValue ?? [:])
 
         if request.dryRun {
             let decisions = request.operations.map { operation -> JSONValue in
@@ -310,6 +370,12 @@ extension Space {
             if fields["timeoutMs"] == nil { fields["timeoutMs"] = JSONValue(limits.timeoutMs) }
             fields["outputBytes"] = JSONValue(limits.outputBytes)
             fields["secrets"] = nil
+            // The secrets the operation names reach the process as environment variables, and only them.
+            if let names = operation.fields["secrets"]?.arrayValue?.compactMap(\.stringValue), !names.isEmpty {
+                var environment = fields["env"]?.objectValue ?? [:]
+                for name in names { environment[name] = secretValues[name].map(JSONValue.string) }
+                fields["env"] = .object(environment)
+            }
         default:
             break
         }
@@ -375,6 +441,19 @@ extension Space {
         }
         let started = Clock.monotonicNanoseconds()
         recorder.emit("operation.started", opId: opId, ["kind": .string(operation.kind.rawValue)])
+        let missingSecret = (operation.fields["secrets"]?.arrayValue ?? []).compactMap(\.stringValue).first {
+            secretValues[$0] == nil
+        }
+        if let missingSecret {
+            recorder.emit(
+                "operation.failed", opId: opId,
+                [
+                    "error": errorJSON(
+                        "SECRET_UNAVAILABLE", "the secret \(missingSecret) has no value on the engine's host",
+                        "set the environment variable or file it references, then restart the engine")
+                ])
+            return .failed
+        }
 
         let worker: WorkerConnection
         do {
@@ -389,9 +468,7 @@ extension Space {
         let fields = workerFields(operation)
         let onChunk: WorkerConnection.ChunkHandler? =
             operation.kind.runsProcess && request.stream
-            ? { @Sendable stream, data in
-                recorder.emit("command.output", opId: opId, ["stream": .string(stream), "data": .string(data)])
-            }
+            ? { @Sendable stream, data in recorder.emitOutput(opId: opId, stream: stream, data: data) }
             : nil
 
         let answer = await worker.request(operation.kind.rawValue, fields, onChunk: onChunk) { requestID in
@@ -432,6 +509,7 @@ extension Space {
             recorder.emit("file.moved", opId: opId, fields)
             artifact = fields["to"]?.stringValue
         case .commandRun, .codeRun:
+            recorder.finishOutput(opId: opId)
             recorder.emit("command.exited", opId: opId, fields)
             if fields["cancelled"]?.boolValue == true || control.isCancelled {
                 recorder.emit(

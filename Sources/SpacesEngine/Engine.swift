@@ -223,10 +223,17 @@ public final class Engine: Sendable {
             }
             copyFrom = try workspace.optionalString("copyFrom")
         }
-        if let secrets = try params.optionalObject("secrets"), !secrets.members.isEmpty {
-            throw RPCError.invalidParams(
-                params.fieldPath("secrets"), "secrets are not supported by this engine version",
-                hint: "remove secrets; pass values to command.run through env until secret handling is available")
+        let secrets = try SecretReference.parse(try params.optionalObject("secrets"))
+        for reference in secrets {
+            switch reference.resolve() {
+            case .failure(let error): throw error
+            case .success(let value) where value.utf8.count < Redactor.minimumLength:
+                throw RPCError.invalidParams(
+                    params.fieldPath("secrets") + "." + reference.name,
+                    "the value is shorter than \(Redactor.minimumLength) bytes, too short to redact reliably",
+                    hint: "use a real credential; short values would be hidden wherever they appear in output")
+            case .success: break
+            }
         }
         if let capabilities = try params.optionalArray("capabilities"), !capabilities.isEmpty {
             throw RPCError.invalidParams(
@@ -253,7 +260,7 @@ public final class Engine: Sendable {
             ?? (configuration.unsafeNoIsolation ? (getuid(), getgid()) : Self.hostIdentity())
         let record = SpaceRecord(
             spaceId: spaceId, name: name ?? spaceId, createdAt: Clock.timestamp(), policyJSON: policy.json,
-            hostUID: uid, hostGID: gid, seqReserved: 0, runs: [])
+            hostUID: uid, hostGID: gid, seqReserved: 0, runs: [], secrets: secrets)
         let space = Space(record: record, policy: policy, store: store, environment: environment, logger: logger)
         do throws(StateStore.Failure) {
             if let pooled {
@@ -456,10 +463,12 @@ public final class Engine: Sendable {
                     "params.operations[\(index)].id", "duplicate operation id '\(operation.opId)'",
                     hint: "give each operation of a batch its own id, or omit ids")
             }
-            if let secrets = operation.fields["secrets"]?.arrayValue, let first = secrets.first?.stringValue {
+            let declared = Set(space.record.secrets.map(\.name))
+            for name in operation.fields["secrets"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            where !declared.contains(name) {
                 throw RPCError.invalidParams(
-                    "params.operations[\(index)].secrets", "this space declares no secret '\(first)'",
-                    hint: "declare secrets in spaces/create, or remove the secrets field")
+                    "params.operations[\(index)].secrets", "this space declares no secret '\(name)'",
+                    hint: "declare it in spaces/create (secrets: {\"\(name)\": {\"env\": \"VARIABLE\"}}), or remove it")
             }
             operations.append(operation)
         }

@@ -44,6 +44,10 @@ final class Space: Sendable {
     let logger: Logger
     /// The space's audit log; `Engine` and the batches record into it.
     let audit: AuditLog
+    /// The values of the space's secrets that could be resolved on this host, by name.
+    let secretValues: [String: String]
+    /// Removes those values from everything the space sends out.
+    let redactor: Redactor
     private let state: Mutex<State>
 
     init(record: SpaceRecord, policy: Policy, store: StateStore, environment: SpaceEnvironment, logger: Logger) {
@@ -55,6 +59,12 @@ final class Space: Sendable {
         logger[metadataKey: "space"] = "\(record.spaceId)"
         self.logger = logger
         self.audit = AuditLog(path: store.auditPath(record.spaceId), spaceId: record.spaceId)
+        var values: [String: String] = [:]
+        for reference in record.secrets {
+            if case .success(let value) = reference.resolve() { values[reference.name] = value }
+        }
+        self.secretValues = values
+        self.redactor = Redactor(secrets: values)
         self.state = Mutex(State(record: record, seq: record.seqReserved))
     }
 

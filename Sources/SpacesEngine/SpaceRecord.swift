@@ -13,19 +13,23 @@ struct SpaceRecord: Sendable {
     /// Event sequence numbers up to this one may have been used; a restarted engine continues above it.
     var seqReserved: Int
     var runs: [RunRecord]
+    /// Where each secret's value is kept on the host (never the value).
+    var secrets: [SecretReference] = []
 
     var json: JSONValue {
         [
             "spaceId": .string(spaceId), "name": .string(name), "createdAt": .string(createdAt),
             "policy": policyJSON, "hostUID": JSONValue(Int(hostUID)), "hostGID": JSONValue(Int(hostGID)),
             "seqReserved": JSONValue(seqReserved), "runs": .array(runs.map(\.json)),
+            "secrets": .object(Dictionary(uniqueKeysWithValues: secrets.map { ($0.name, $0.json) })),
         ]
     }
 
     init(
         spaceId: String, name: String, createdAt: String, policyJSON: JSONValue, hostUID: UInt32, hostGID: UInt32,
-        seqReserved: Int, runs: [RunRecord]
+        seqReserved: Int, runs: [RunRecord], secrets: [SecretReference] = []
     ) {
+        self.secrets = secrets
         self.spaceId = spaceId
         self.name = name
         self.createdAt = createdAt
@@ -46,6 +50,7 @@ struct SpaceRecord: Sendable {
             spaceId: spaceId, name: name, createdAt: createdAt, policyJSON: policy, hostUID: UInt32(uid),
             hostGID: UInt32(gid), seqReserved: seqReserved,
             runs: (json["runs"]?.arrayValue ?? []).compactMap(RunRecord.init(json:)))
+        secrets = (try? SecretReference.parse(Params(json["secrets"], path: "secrets"))) ?? []
     }
 }
 

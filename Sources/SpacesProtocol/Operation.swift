@@ -178,7 +178,7 @@ public struct Operation: Sendable {
         _ = try params.optionalInt("timeoutMs", in: 1...3_600_000)
     }
 
-    static func isEnvironmentName(_ name: String) -> Bool {
+    public static func isEnvironmentName(_ name: String) -> Bool {
         guard let first = name.utf8.first, !(first >= 0x30 && first <= 0x39) else { return false }
         return name.utf8.allSatisfy {
             ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x5F
