@@ -8,7 +8,8 @@ import Synchronization
 /// A space's append-only, hash-chained audit log: one JSON object per line in `audit/<spaceId>.jsonl` of the
 /// state directory, which outlives the space.
 ///
-/// Each entry is `{seq, at, kind, spaceId, runId?, batchId?, opId?, data, prevHash, hash}`; `hash` is the
+/// Each entry is `{seq, at, kind, spaceId, runId?, batchId?, opId?, data, prevHash, hash}` (on disk with `hash`
+/// last, the other keys sorted); `hash` is the
 /// SHA-256 of `prevHash` followed by the canonical entry without `hash` (keys sorted, no white space), so any
 /// edit, removal or reordering breaks the chain from that entry on. Entries are chained as they are recorded
 /// and written with `flush()`, which the engine calls before it acknowledges what they record (a response or a
@@ -62,11 +63,14 @@ final class AuditLog: Sendable {
             if let runId { entry["runId"] = .string(runId) }
             if let batchId { entry["batchId"] = .string(batchId) }
             if let opId { entry["opId"] = .string(opId) }
-            let hash = Self.hash(prev: state.head, canonical: JSONValue.object(entry).encodedBytes(sortedKeys: true))
-            entry["hash"] = .string(hash)
+            // The line is the canonical entry with `"hash"` added last: one encoding serves both (verification
+            // re-encodes canonically whatever the order of the keys on disk).
+            var line = JSONValue.object(entry).encodedBytes(sortedKeys: true)
+            let hash = Self.hash(prev: state.head, canonical: line)
             state.head = hash
-            JSONValue.object(entry).write(into: &state.buffer, sortedKeys: true)
-            state.buffer.append(0x0A)
+            line.removeLast()
+            line.append(contentsOf: Array(",\"hash\":\"\(hash)\"}\n".utf8))
+            state.buffer.append(contentsOf: line)
         }
     }
 
