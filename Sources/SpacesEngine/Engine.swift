@@ -374,6 +374,34 @@ public final class Engine: Sendable {
         return .object(result)
     }
 
+    /// `spaces/updatePolicy`: validated like `spaces/create`'s policy at once, then applied in order with the
+    /// space's batches (a running batch finishes under the policy it started with), audited with the old and
+    /// the new one.
+    package func prepareUpdatePolicy(_ params: Params) throws(RPCError) -> (
+        executor: SerialExecutor, job: @Sendable () async -> Result<JSONValue, RPCError>
+    ) {
+        let space = try space(try params.string("spaceId"))
+        guard params.has("policy") else {
+            throw RPCError.invalidParams(
+                params.fieldPath("policy"), "missing required field",
+                hint: "send the new policy: a preset name or a (partial) policy object")
+        }
+        let policy = try Policy.resolve(params.members["policy"], field: params.fieldPath("policy"))
+        let logger = self.logger
+        return (
+            space.executor,
+            {
+                guard !space.isDestroyed else { return .failure(RPCError.spaceNotFound(space.id)) }
+                let (old, record) = space.replacePolicy(policy)
+                space.persist(record)
+                space.audit.record("policy.updated", data: ["from": old, "to": policy.json])
+                space.audit.flush()
+                logger.info("policy updated", metadata: ["space": "\(space.id)", "preset": "\(policy.preset)"])
+                return .success(space.json(withStats: false))
+            }
+        )
+    }
+
     // MARK: runs
 
     public func startRun(_ params: Params) throws(RPCError) -> JSONValue {

@@ -23,6 +23,8 @@ final class Space: Sendable {
 
     struct State {
         var record: SpaceRecord
+        /// The policy in force; `spaces/updatePolicy` replaces it between batches.
+        var policy: Policy
         var worker: WorkerState = .none
         var seq: Int
         var workerStarts = 0
@@ -37,7 +39,6 @@ final class Space: Sendable {
     static let idempotencyMemory = 1_000
 
     let id: String
-    let policy: Policy
     let executor = SerialExecutor()
     let store: StateStore
     let environment: SpaceEnvironment
@@ -52,7 +53,6 @@ final class Space: Sendable {
 
     init(record: SpaceRecord, policy: Policy, store: StateStore, environment: SpaceEnvironment, logger: Logger) {
         self.id = record.spaceId
-        self.policy = policy
         self.store = store
         self.environment = environment
         var logger = logger
@@ -65,10 +65,22 @@ final class Space: Sendable {
         }
         self.secretValues = values
         self.redactor = Redactor(secrets: values)
-        self.state = Mutex(State(record: record, seq: record.seqReserved))
+        self.state = Mutex(State(record: record, policy: policy, seq: record.seqReserved))
     }
 
     var record: SpaceRecord { state.withLock { $0.record } }
+    var policy: Policy { state.withLock { $0.policy } }
+
+    /// Replaces the policy; the next operation is decided by it. Limits that the sandbox applies at launch
+    /// (processes, memory, file size) take effect when the space's worker next starts.
+    func replacePolicy(_ policy: Policy) -> (old: JSONValue, record: SpaceRecord) {
+        state.withLock { state in
+            let old = state.record.policyJSON
+            state.policy = policy
+            state.record.policyJSON = policy.json
+            return (old, state.record)
+        }
+    }
     var workspacePath: String { store.workspace(id) }
 
     var isDestroyed: Bool {

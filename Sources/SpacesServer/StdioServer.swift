@@ -290,6 +290,13 @@ public final class StdioServer: Sendable {
         case "spaces/create": later { () async throws(RPCError) in try await engine.createSpace(params) }
         case "spaces/list": now { engine.listSpaces() }
         case "spaces/get": later { () throws(RPCError) in try engine.getSpace(params) }
+        case "spaces/updatePolicy":
+            do {
+                let (executor, job) = try engine.prepareUpdatePolicy(params)
+                executor.submit { answer(await job()) }
+            } catch {
+                answer(.failure(error))
+            }
         case "spaces/destroy": later { () async throws(RPCError) in try await engine.destroySpace(params) }
         case "runs/start": now { () throws(RPCError) in try engine.startRun(params) }
         case "runs/end": now { () throws(RPCError) in try engine.endRun(params) }
@@ -328,7 +335,7 @@ public final class StdioServer: Sendable {
     }
 
     static let laterMethods: Set<String> = [
-        "spaces/updatePolicy", "runs/transcript", "runs/replay", "approvals/resolve", "approvals/list", "grants/list",
+        "runs/transcript", "runs/replay", "approvals/resolve", "approvals/list", "grants/list",
         "grants/revoke", "tools/list", "tools/call",
     ]
 }
