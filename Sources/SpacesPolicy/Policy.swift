@@ -3,7 +3,8 @@ public import SpacesProtocol
 /// What a space may do: the model of the security design, resolved (every key present).
 ///
 /// A client may send a preset name or a partial object; ``Policy/resolve(_:field:)`` fills what it omits from
-/// the `default` preset and rejects unknown keys and ill-typed values, naming the field.
+/// the `default` preset and rejects unknown keys, ill-typed values, malformed patterns and contradictory rules,
+/// naming the field.
 public struct Policy: Sendable, Equatable {
     public enum Verdict: String, Sendable, CaseIterable {
         case allow, ask, deny
@@ -96,7 +97,10 @@ public struct Policy: Sendable, Equatable {
 
 extension Policy {
     /// Resolves a policy as a client sent it: nil → `default`, a preset name, or a partial object on top of
-    /// the preset it names in `preset` (or `default`). Throws `-32602` naming the field at fault.
+    /// the preset it names in `preset` (or `default`). Throws `-32602` naming the field at fault: an unknown key,
+    /// an empty or malformed pattern (``Glob/validate(_:)``, ``HostPattern/init(validating:)``, a capability
+    /// pattern with whitespace or an empty half), or a pattern in two of a section's allow, ask and deny lists
+    /// (`params.policy.commands.deny[0]`, the later occurrence, with the list it conflicts with in the message).
     public static func resolve(_ value: JSONValue?, field: String = "params.policy") throws(RPCError) -> Policy {
         switch value {
         case nil, .null?:
@@ -133,21 +137,22 @@ extension Policy {
             if let section = try params.optionalObject("network") {
                 try section.rejectUnknown(allowed: ["default", "allow", "ask"])
                 policy.network.defaultVerdict = try verdict(section) ?? policy.network.defaultVerdict
-                policy.network.allow = try patterns(section, "allow") ?? policy.network.allow
-                policy.network.ask = try patterns(section, "ask") ?? policy.network.ask
+                policy.network.allow = try hosts(section, "allow") ?? policy.network.allow
+                policy.network.ask = try hosts(section, "ask") ?? policy.network.ask
             }
             if let section = try params.optionalObject("capabilities") {
                 try section.rejectUnknown(allowed: ["default", "allow", "ask", "deny"])
                 policy.capabilities.defaultVerdict = try verdict(section) ?? policy.capabilities.defaultVerdict
-                policy.capabilities.allow = try patterns(section, "allow") ?? policy.capabilities.allow
-                policy.capabilities.ask = try patterns(section, "ask") ?? policy.capabilities.ask
-                policy.capabilities.deny = try patterns(section, "deny") ?? policy.capabilities.deny
+                policy.capabilities.allow = try capabilityPatterns(section, "allow") ?? policy.capabilities.allow
+                policy.capabilities.ask = try capabilityPatterns(section, "ask") ?? policy.capabilities.ask
+                policy.capabilities.deny = try capabilityPatterns(section, "deny") ?? policy.capabilities.deny
             }
             if let section = try params.optionalObject("limits") {
                 policy.limits = try applyLimits(section, to: policy.limits)
             }
             policy.approvalTimeoutMs =
                 try params.optionalInt("approvalTimeoutMs", in: 1_000...86_400_000) ?? policy.approvalTimeoutMs
+            try policy.rejectContradictions(params)
             return policy
         case let other?:
             throw RPCError.invalidParams(
@@ -192,21 +197,95 @@ extension Policy {
     }
 
     static func globs(_ section: Params, _ key: String) throws(RPCError) -> [String]? {
+        try validated(section, key) { pattern throws(PatternError) in try Glob.validate(pattern) }
+    }
+
+    static func hosts(_ section: Params, _ key: String) throws(RPCError) -> [String]? {
+        try validated(section, key) { pattern throws(PatternError) in _ = try HostPattern(validating: pattern) }
+    }
+
+    static func capabilityPatterns(_ section: Params, _ key: String) throws(RPCError) -> [String]? {
+        try validated(section, key) { pattern throws(PatternError) in try CapabilityPattern.validate(pattern) }
+    }
+
+    private static func validated(
+        _ section: Params, _ key: String, _ check: (String) throws(PatternError) -> Void
+    ) throws(RPCError) -> [String]? {
         guard let list = try patterns(section, key) else { return nil }
-        for (index, glob) in list.enumerated() {
-            let field = "\(section.fieldPath(key))[\(index)]"
-            if glob.hasPrefix("/") && !glob.hasPrefix("/workspace") {
-                throw RPCError.invalidParams(
-                    field, "'\(glob)' is outside the workspace",
-                    hint: "write globs relative to the workspace, e.g. \"src/**\" or \"**/.env\"")
-            }
-            if glob.contains("[") != glob.contains("]") || glob.contains("{") != glob.contains("}") {
-                throw RPCError.invalidParams(
-                    field, "'\(glob)' has an unbalanced bracket or brace",
-                    hint: "close every [ with ] and { with }, or escape them with a backslash")
+        for (index, pattern) in list.enumerated() {
+            do {
+                try check(pattern)
+            } catch {
+                throw RPCError.invalidParams("\(section.fieldPath(key))[\(index)]", error.message, hint: error.hint)
             }
         }
         return list
+    }
+
+    /// Rejects a pattern listed in two of a section's allow, ask and deny lists (`read` and `write` are both
+    /// allow lists), naming the later occurrence and the list it conflicts with. Patterns compare in the form
+    /// they are matched in (`./src/**` is `src/**`, `git  push *` is `git push *`, hosts ignore case).
+    func rejectContradictions(_ params: Params) throws(RPCError) {
+        let sections: [(name: String, lists: [(String, [String])], key: (String) -> String)] = [
+            (
+                "filesystem",
+                [
+                    ("read", filesystem.read), ("write", filesystem.write), ("ask", filesystem.ask),
+                    ("deny", filesystem.deny),
+                ],
+                { Self.globKey($0) }
+            ),
+            (
+                "commands", [("allow", commands.allow), ("ask", commands.ask), ("deny", commands.deny)],
+                { CommandPattern($0).normalized }
+            ),
+            ("network", [("allow", network.allow), ("ask", network.ask)], { HostPattern.normalizedHost($0) }),
+            (
+                "capabilities",
+                [("allow", capabilities.allow), ("ask", capabilities.ask), ("deny", capabilities.deny)],
+                { $0.contains(".") ? $0 : $0 + ".*" }
+            ),
+        ]
+        let allowLists: Set<String> = ["read", "write", "allow"]
+        for section in sections {
+            var seen: [String: [(list: String, index: Int)]] = [:]
+            for (list, patterns) in section.lists {
+                for (index, pattern) in patterns.enumerated() {
+                    let key = section.key(pattern)
+                    let conflict = seen[key, default: []].first { earlier in
+                        earlier.list != list && !(allowLists.contains(earlier.list) && allowLists.contains(list))
+                    }
+                    if let conflict {
+                        let sectionParams = Params(members: [:], path: params.fieldPath(section.name))
+                        let given = (try? params.optionalObject(section.name))??.has(conflict.list) ?? false
+                        let earlier =
+                            given
+                            ? "\(section.name).\(conflict.list)[\(conflict.index)]"
+                            : "\(section.name).\(conflict.list) (from the \"\(preset)\" preset)"
+                        throw RPCError.invalidParams(
+                            "\(sectionParams.fieldPath(list))[\(index)]",
+                            "'\(pattern)' is also in \(earlier); a pattern may be in only one of a section's allow, ask"
+                                + " and deny lists",
+                            hint: given
+                                ? "remove it from \(section.name).\(conflict.list) or from \(section.name).\(list)"
+                                    + " (deny wins over ask, and ask over allow)"
+                                : "send \(section.name).\(conflict.list) without it, or remove it from"
+                                    + " \(section.name).\(list) (deny wins over ask, and ask over allow)")
+                    }
+                    seen[key, default: []].append((list, index))
+                }
+            }
+        }
+    }
+
+    /// A glob in the form it is matched in, for comparing two patterns.
+    static func globKey(_ pattern: String) -> String {
+        var text = Substring(pattern)
+        if text.hasPrefix(WorkspaceBoundary.root + "/") { text = text.dropFirst(WorkspaceBoundary.root.count + 1) }
+        while text.hasPrefix("./") { text = text.dropFirst(2) }
+        var key = String(text)
+        while key.contains("//") { key = key.replacing("//", with: "/") }
+        return key
     }
 
     /// The resolved policy as JSON: every section and key present.

@@ -4,6 +4,9 @@
 /// after resolving symlinks inside the space, and the space's mount namespace is the wall behind both.
 public enum WorkspaceBoundary {
     public static let root = "/workspace"
+    /// The longest path Linux accepts (`PATH_MAX`, terminating NUL included); longer paths are denied, which also
+    /// bounds the work of matching globs against them.
+    public static let maxPathBytes = 4096
 
     /// The workspace-relative form of `path` (`.` for the root), or nil when it leaves the workspace.
     /// Accepts relative paths and absolute paths under `/workspace`; resolves `.` and `..` lexically.

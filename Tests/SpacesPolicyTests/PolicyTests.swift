@@ -2,22 +2,6 @@ import SpacesPolicy
 import SpacesProtocol
 import Testing
 
-@Suite struct GlobTests {
-    @Test(arguments: [
-        ("**", "a.txt", true), ("**", "deep/down/a.txt", true), ("**", ".", true),
-        ("*.txt", "a.txt", true), ("*.txt", "dir/a.txt", false), ("**/*.txt", "a.txt", true),
-        ("**/*.txt", "dir/sub/a.txt", true), ("**/.env", ".env", true), ("**/.env", "app/.env", true),
-        ("**/.env", "app/.envrc", false), ("src/", "src/a/b.ts", true), ("src/", "srcx/a", false),
-        ("/workspace/src/**", "src/main.ts", true), ("a?c", "abc", true), ("a?c", "a/c", false),
-        ("[ab]x", "bx", true), ("[!ab]x", "bx", false), ("[a-c]x", "cx", true), ("\\*", "*", true),
-        ("\\*", "a", false), ("données/*", "données/é.txt", true), ("Secret", "secret", false),
-        ("*", ".hidden", true), ("src/**/test", "src/test", true), ("src/**/test", "src/a/b/test", true),
-    ])
-    func matching(pattern: String, path: String, expected: Bool) {
-        #expect(Glob(pattern).matches(path) == expected, "\(pattern) ~ \(path)")
-    }
-}
-
 @Suite struct PolicyTests {
     static func operation(_ json: String) throws -> Operation {
         try Operation.parse(try JSONValue.parse(json), index: 0)
@@ -91,6 +75,19 @@ import Testing
         (#"{"limits":{"timeoutMs":0}}"#, "params.policy.limits.timeoutMs"),
         (#"{"limits":{"cpus":2}}"#, "params.policy.limits.cpus"),
         ("5", "params.policy"),
+        (#"{"commands":{"allow":["a","b",""]}}"#, "params.policy.commands.allow[2]"),
+        (#"{"commands":{"allow":["curl *"],"deny":["curl *"]}}"#, "params.policy.commands.deny[0]"),
+        (#"{"commands":{"ask":["git push *"],"deny":["x","git  push *"]}}"#, "params.policy.commands.deny[1]"),
+        (#"{"filesystem":{"ask":["secrets/**"],"deny":["./secrets/**"]}}"#, "params.policy.filesystem.deny[0]"),
+        (#"{"filesystem":{"deny":["**"]}}"#, "params.policy.filesystem.deny[0]"),
+        (#"{"network":{"allow":["GitHub.com"],"ask":["github.com"]}}"#, "params.policy.network.ask[0]"),
+        (#"{"capabilities":{"allow":["crm"],"deny":["crm.*"]}}"#, "params.policy.capabilities.deny[0]"),
+        (#"{"filesystem":{"write":["src/{a,b"]}}"#, "params.policy.filesystem.write[0]"),
+        (#"{"filesystem":{"deny":["ok","a]"]}}"#, "params.policy.filesystem.deny[1]"),
+        (#"{"filesystem":{"read":["/workspacex/**"]}}"#, "params.policy.filesystem.read[0]"),
+        (#"{"network":{"allow":["https://x.com"]}}"#, "params.policy.network.allow[0]"),
+        (#"{"capabilities":{"deny":["crm search"]}}"#, "params.policy.capabilities.deny[0]"),
+        (#"{"network":{"deny":["x"]}}"#, "params.policy.network.deny"),
     ]
 
     @Test(arguments: invalidPolicies)
@@ -104,6 +101,26 @@ import Testing
         }
         #expect(thrown?.field == field)
         #expect(thrown?.code == .invalidParams)
+    }
+
+    @Test func contradictionsNameBothLists() throws {
+        var thrown: RPCError?
+        do {
+            _ = try Policy.resolve(["commands": ["allow": ["x", "curl *"], "deny": ["curl  *"]]])
+        } catch {
+            thrown = error
+        }
+        #expect(thrown?.field == "params.policy.commands.deny[0]")
+        #expect(thrown?.message.contains("also in commands.allow[1]") == true, "\(thrown?.message ?? "")")
+        #expect(thrown?.hint.contains("remove it from commands.allow or from commands.deny") == true)
+        do {
+            _ = try Policy.resolve(["filesystem": ["deny": ["**"]]])
+        } catch {
+            thrown = error
+        }
+        #expect(thrown?.message.contains("filesystem.read (from the \"default\" preset)") == true)
+        let both = try Policy.resolve(["filesystem": ["read": ["src/**"], "write": ["src/**"]]])
+        #expect(both.filesystem.write == ["src/**"])
     }
 
     @Test func partialPolicyKeepsDefaultsForWhatItOmits() throws {
