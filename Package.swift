@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // Wire types: JSON values, JSON-RPC envelope, operations, events, errors, schema validation. No I/O.
@@ -45,6 +46,7 @@ let package = Package(
             dependencies: [
                 "SpacesProtocol", "SpacesPolicy", "SpacesSandbox",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [.copy("Resources/worker.ts")],
             swiftSettings: strictSettings

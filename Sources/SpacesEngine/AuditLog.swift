@@ -1,3 +1,4 @@
+import Crypto
 import SpacesProtocol
 import Synchronization
 
@@ -94,11 +95,12 @@ final class AuditLog: Sendable {
     var failure: String? { state.withLock { $0.failure } }
 
     static func hash(prev: String, canonical: [UInt8]) -> String {
-        var hasher = SHA256()
-        hasher.update(prev.utf8)
-        hasher.update(canonical)
+        var hasher = Crypto.SHA256()
+        hasher.update(data: Array(prev.utf8))
+        hasher.update(data: canonical)
         let digits = Array("0123456789abcdef".utf8)
         var text: [UInt8] = []
+        text.reserveCapacity(64)
         for byte in hasher.finalize() {
             text.append(digits[Int(byte >> 4)])
             text.append(digits[Int(byte & 0xF)])

@@ -224,17 +224,21 @@ extension Space {
                 status = "cancelled"
                 break
             }
-            // Consecutive file operations that the policy allows go to the worker in one round trip.
+            // Consecutive file operations that the policy allows go to the worker in one round trip. Each is
+            // decided once, under the policy as it stands now.
+            let currentPolicy = policy
             var end = index
-            while end < operations.count, end - index < Self.fileGroupLimit, !operations[end].kind.runsProcess,
-                decide(operations[end]).verdict == .allow
-            {
+            var groupDecisions: [Decision] = []
+            while end < operations.count, end - index < Self.fileGroupLimit, !operations[end].kind.runsProcess {
+                let decision = decide(operations[end], under: currentPolicy)
+                guard decision.verdict == .allow else { break }
+                groupDecisions.append(decision)
                 end += 1
             }
             let outcomes: [Outcome]
             if end - index >= 2 {
-                for operation in operations[index..<end] {
-                    recordDecision(decide(operation), operation, request: request, control: control)
+                for (operation, decision) in zip(operations[index..<end], groupDecisions) {
+                    recordDecision(decision, operation, request: request, control: control)
                 }
                 outcomes = await performFileGroup(
                     Array(operations[index..<end]), request: request, control: control, recorder: recorder)
@@ -413,8 +417,8 @@ extension Space {
 
     /// The policy's decision for one operation. `ask` is decided as a denial until approvals exist: the
     /// operation fails closed, and the suggestion says which rule to change.
-    func decide(_ operation: Operation) -> Decision {
-        var decision = PolicyEvaluator.decide(operation, under: policy)
+    func decide(_ operation: Operation, under policy: Policy? = nil) -> Decision {
+        var decision = PolicyEvaluator.decide(operation, under: policy ?? self.policy)
         if decision.verdict == .ask {
             decision.verdict = .deny
             decision.reason += "; it needs approval, which this engine version cannot ask for, so it is denied"

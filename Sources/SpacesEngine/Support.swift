@@ -53,18 +53,20 @@ package func startThread(name: String, _ body: @escaping @Sendable () -> Void) {
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
     let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    var attributes = pthread_attr_t()
-    pthread_attr_init(&attributes)
-    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    var thread: pthread_t = 0
+    // Zeroed storage: `pthread_attr_t()` is ambiguous once Dispatch's C module is visible in the build.
+    let attributes = UnsafeMutablePointer<pthread_attr_t>.allocate(capacity: 1)
+    defer { attributes.deallocate() }
+    pthread_attr_init(attributes)
+    pthread_attr_setdetachstate(attributes, Int32(PTHREAD_CREATE_DETACHED))
     let result = pthread_create(
-        &thread, &attributes,
+        &thread, attributes,
         { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
             box.body()
             return nil
         }, box)
-    pthread_attr_destroy(&attributes)
+    pthread_attr_destroy(attributes)
     precondition(result == 0, "pthread_create failed for \(name): \(result)")
 }
 

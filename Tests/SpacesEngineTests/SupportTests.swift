@@ -55,30 +55,14 @@ import Testing
     }
 }
 
-@Suite struct SHA256Tests {
-    @Test(arguments: [
-        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-        (
-            "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
-        ),
-        ("hello\n", "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"),
-        (String(repeating: "a", count: 1_000), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3"),
-    ])
-    func knownDigests(input: String, digest: String) {
-        #expect(SHA256.hex(Array(input.utf8)) == digest)
-    }
-
-    @Test func everyLengthAroundABlockBoundaryMatchesFeedingInPieces() {
-        for length in 50..<140 {
-            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-            var pieces = SHA256()
-            pieces.update(bytes[..<(length / 3)])
-            pieces.update(bytes[(length / 3)...])
-            var whole = SHA256()
-            whole.update(bytes)
-            #expect(pieces.finalize() == whole.finalize())
-        }
+@Suite struct AuditHashTests {
+    @Test func theChainIsSHA256OfThePreviousHashThenTheCanonicalEntry() {
+        // SHA-256("abc") and SHA-256("hello\n"), split between the two parts at any point.
+        #expect(
+            AuditLog.hash(prev: "", canonical: Array("abc".utf8))
+                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            AuditLog.hash(prev: "hel", canonical: Array("lo\n".utf8))
+                == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
     }
 }
