@@ -70,6 +70,16 @@ struct BatchRequest: Sendable {
     var stream: Bool
     var dryRun: Bool
     var idempotencyKey: String?
+    /// The operation a person approved (`approvals/resolve`): it runs without asking again.
+    var approvedOpId: String? = nil
+}
+
+/// How a batch continues after `approvals/resolve`.
+struct ApprovalResolution: Sendable {
+    var approvalId: String
+    var decision: String
+    var by: String
+    var note: String?
 }
 
 /// Collects a batch's events in order and streams each as it is made.
@@ -173,13 +183,18 @@ final class EventRecorder: Sendable {
 
 extension Space {
     /// Runs a batch: each operation in order, each decided, performed by the worker and reported as events.
-    func run(_ request: BatchRequest, control: BatchControl, notify: (@Sendable (JSONValue) -> Void)?) async
-        -> JSONValue
-    {
-        if let key = request.idempotencyKey, let earlier = idempotentResult(key) { return earlier }
+    func run(
+        _ request: BatchRequest, control: BatchControl, notify: (@Sendable (JSONValue) -> Void)?,
+        resolution: ApprovalResolution? = nil
+    ) async -> (result: JSONValue, pending: PendingApproval?) {
+        if let key = request.idempotencyKey, let earlier = idempotentResult(key) { return (earlier, nil) }
         control.begin()
         defer { control.finish() }
         let recorder = EventRecorder(space: self, batchId: control.batchId, runId: request.runId, notify: notify)
+        var request = request
+        if let resolution {
+            return await resume(request, resolution, control: control, recorder: recorder)
+        }
         countBatch(operations: request.operations.count)
         var requestData: [String: JSONValue] = [
             "method": "operations/submit",
@@ -200,7 +215,7 @@ extension Space {
 
         if request.dryRun {
             let decisions = request.operations.map { operation -> JSONValue in
-                let decision = PolicyEvaluator.decide(operation, under: policy)
+                let decision = decide(operation)
                 recordDecision(decision, operation, request: request, control: control, dryRun: true)
                 return [
                     "opId": .string(operation.opId), "decision": .string(decision.verdict.rawValue),
@@ -210,14 +225,78 @@ extension Space {
             }
             audit.record("batch.ended", runId: request.runId, batchId: control.batchId, data: ["status": "completed"])
             audit.flush()
-            return [
-                "batchId": .string(control.batchId), "status": "completed", "events": [],
-                "decisions": .array(decisions),
-            ]
+            return (
+                [
+                    "batchId": .string(control.batchId), "status": "completed", "events": [],
+                    "decisions": .array(decisions),
+                ], nil
+            )
         }
+        return await execute(&request, from: 0, control: control, recorder: recorder)
+    }
 
+    /// Continues a batch after a person answered its approval: the answer is an event, then either the
+    /// approved operation runs, or it is denied and the batch follows `onError`.
+    private func resume(
+        _ request: BatchRequest, _ resolution: ApprovalResolution, control: BatchControl, recorder: EventRecorder
+    ) async -> (result: JSONValue, pending: PendingApproval?) {
+        var request = request
+        guard let operation = request.operations.first else {
+            return (["batchId": .string(control.batchId), "status": "completed", "events": []], nil)
+        }
+        var resolved: [String: JSONValue] = [
+            "approvalId": .string(resolution.approvalId), "decision": .string(resolution.decision),
+            "by": .string(resolution.by),
+        ]
+        if let note = resolution.note { resolved["note"] = .string(note) }
+        audit.record(
+            "approval.resolved", runId: request.runId, batchId: control.batchId, opId: operation.opId, data: resolved)
+        resolved["note"] = nil
+        recorder.emit("approval.resolved", opId: operation.opId, resolved)
+        if resolution.decision == "deny" {
+            let reason =
+                "a person denied `\(ActionMatcher.of(operation).value)`"
+                + (resolution.by == "client" ? "" : " (\(resolution.by))")
+            recorder.emit(
+                "policy.denied", opId: operation.opId,
+                [
+                    "rule": "approval.denied", "reason": .string(reason),
+                    "suggestion": "ask again with a different operation, or change the policy with spaces/updatePolicy",
+                ])
+            recorder.emit(
+                "operation.failed", opId: operation.opId,
+                ["error": errorJSON("DENIED", reason, "the batch follows onError; submit other operations to go on")])
+            record(.denied, runId: request.runId)
+            if request.stopOnError { return finish(request, status: "stopped", control: control, recorder: recorder) }
+            if request.operations.count == 1 {
+                return finish(request, status: "completed", control: control, recorder: recorder)
+            }
+            return await execute(&request, from: 1, control: control, recorder: recorder)
+        }
+        request.approvedOpId = operation.opId
+        return await execute(&request, from: 0, control: control, recorder: recorder)
+    }
+
+    private func finish(
+        _ request: BatchRequest, status: String, control: BatchControl, recorder: EventRecorder
+    ) -> (result: JSONValue, pending: PendingApproval?) {
+        if request.runId != nil { persist() }
+        audit.record("batch.ended", runId: request.runId, batchId: control.batchId, data: ["status": .string(status)])
+        audit.flush()
+        let result: JSONValue = [
+            "batchId": .string(control.batchId), "status": .string(status), "events": .array(recorder.all),
+        ]
+        if let key = request.idempotencyKey, status != "awaiting_approval" { rememberIdempotent(key, result) }
+        return (result, nil)
+    }
+
+    /// Runs a batch's operations from `startIndex` on.
+    private func execute(
+        _ request: inout BatchRequest, from startIndex: Int, control: BatchControl, recorder: EventRecorder
+    ) async -> (result: JSONValue, pending: PendingApproval?) {
         var status = "completed"
-        var index = 0
+        var index = startIndex
+        var pending: PendingApproval?
         let operations = request.operations
         while index < operations.count {
             if control.isCancelled || isDestroyed {
@@ -245,6 +324,22 @@ extension Space {
             } else {
                 outcomes = [await perform(operations[index], request: request, control: control, recorder: recorder)]
             }
+            if case .awaiting(let decision)? = outcomes.last {
+                let operation = operations[index]
+                var remainder = request
+                remainder.operations = Array(operations[index...])
+                remainder.approvedOpId = nil
+                remainder.idempotencyKey = nil
+                let approval = PendingApproval(
+                    approvalId: Identifier.make("ap_"), spaceId: id, batchId: control.batchId, opId: operation.opId,
+                    decision: decision, matcher: ActionMatcher.of(operation), remainder: remainder,
+                    requestedAt: Clock.timestamp(),
+                    expiresAt: Clock.timestamp(inMilliseconds: policy.approvalTimeoutMs), stream: request.stream)
+                recorder.emit("approval.requested", opId: operation.opId, approval.eventFields)
+                pending = approval
+                status = "awaiting_approval"
+                break
+            }
             for outcome in outcomes { record(outcome, runId: request.runId) }
             index += outcomes.count
             if let last = outcomes.last, case .cancelled = last {
@@ -256,14 +351,7 @@ extension Space {
                 break
             }
         }
-        if request.runId != nil { persist() }
-        audit.record("batch.ended", runId: request.runId, batchId: control.batchId, data: ["status": .string(status)])
-        audit.flush()
-        let result: JSONValue = [
-            "batchId": .string(control.batchId), "status": .string(status), "events": .array(recorder.all),
-        ]
-        if let key = request.idempotencyKey { rememberIdempotent(key, result) }
-        return result
+        return (finish(request, status: status, control: control, recorder: recorder).result, pending)
     }
 
     static let fileGroupLimit = 1000
@@ -278,6 +366,7 @@ extension Space {
                 if let artifact { run.recordArtifact(artifact) }
             case .failed, .cancelled: run.failed += 1
             case .denied: run.denied += 1
+            case .awaiting: run.total -= 1
             }
         }
     }
@@ -408,20 +497,27 @@ extension Space {
         case failed
         case denied
         case cancelled
+        /// The policy asks a person first: the batch stops here, before the operation.
+        case awaiting(Decision)
 
         var isFailure: Bool {
-            if case .succeeded = self { return false }
-            return true
+            switch self {
+            case .succeeded, .awaiting: false
+            default: true
+            }
         }
     }
 
     /// The policy's decision for one operation. `ask` is decided as a denial until approvals exist: the
     /// operation fails closed, and the suggestion says which rule to change.
     func decide(_ operation: Operation, under policy: Policy? = nil) -> Decision {
-        var decision = PolicyEvaluator.decide(operation, under: policy ?? self.policy)
-        if decision.verdict == .ask {
-            decision.verdict = .deny
-            decision.reason += "; it needs approval, which this engine version cannot ask for, so it is denied"
+        let decision = PolicyEvaluator.decide(operation, under: policy ?? self.policy)
+        guard decision.verdict == .ask else { return decision }
+        let matcher = ActionMatcher.of(operation)
+        if let grant = grants.first(where: { $0.matcher == matcher }) {
+            return Decision(
+                verdict: .allow, rule: "grant: \(grant.grantId)",
+                reason: "\(decision.reason); granted for this space by approval \(grant.by)", suggestion: "")
         }
         return decision
     }
@@ -430,8 +526,13 @@ extension Space {
         _ operation: Operation, request: BatchRequest, control: BatchControl, recorder: EventRecorder
     ) async -> Outcome {
         let opId = operation.opId
-        let decision = decide(operation)
+        var decision = decide(operation)
+        if decision.verdict == .ask, request.approvedOpId == opId {
+            decision = Decision(
+                verdict: .allow, rule: "approval", reason: decision.reason + "; approved by a person", suggestion: "")
+        }
         recordDecision(decision, operation, request: request, control: control)
+        if decision.verdict == .ask { return .awaiting(decision) }
         if decision.verdict != .allow {
             recorder.emit(
                 "policy.denied", opId: opId,

@@ -54,6 +54,8 @@ public final class Engine: Sendable {
         var environment: Result<SpaceEnvironment, SpaceEnvironment.LocateError>?
         var isolation: IsolationReport?
         var shuttingDown = false
+        /// Batches waiting for a person, by approval id.
+        var approvals: [String: PendingApproval] = [:]
     }
 
     private let state = Mutex(State())
@@ -89,13 +91,15 @@ public final class Engine: Sendable {
             logger.error("spaces in the state directory cannot run: \(String(describing: self.environment()))")
             return
         }
-        state.withLock { state in
-            for record in records {
-                let policy = (try? Policy.resolve(record.policyJSON)) ?? .default
-                state.spaces[record.spaceId] = Space(
-                    record: record, policy: policy, store: store, environment: environment, logger: logger)
-            }
+        let loaded = records.map { record in
+            Space(
+                record: record, policy: (try? Policy.resolve(record.policyJSON)) ?? .default, store: store,
+                environment: environment, logger: logger)
         }
+        state.withLock { state in
+            for space in loaded { state.spaces[space.id] = space }
+        }
+        for space in loaded { denyApprovalsOfEarlierEngine(space) }
         logger.info("loaded \(records.count) space(s) from \(configuration.stateDirectory)")
     }
 
@@ -360,6 +364,8 @@ public final class Engine: Sendable {
             return state.batches.values.filter { $0.spaceId == spaceId }
         }
         await Self.cancel(batches)
+        let waiting = state.withLock { $0.approvals.values.filter { $0.spaceId == spaceId }.map(\.approvalId) }
+        for approvalId in waiting { expireDestroyed(approvalId, space: space) }
         await space.stopWorker(destroy: true)
         space.audit.record("space.destroyed", data: ["keepWorkspace": .bool(keepWorkspace)])
         space.audit.flush()
@@ -526,13 +532,20 @@ public final class Engine: Sendable {
                 }
             }
             if space.isDestroyed { return .failure(RPCError.spaceNotFound(space.id)) }
-            return .success(await space.run(request, control: control, notify: streamer))
+            let (result, pending) = await space.run(request, control: control, notify: streamer)
+            if let pending { self.awaitApproval(pending, space: space) }
+            return .success(result)
         }
         return (space.executor, space.currentWorker?.thread, job)
     }
 
     public func cancelBatch(_ params: Params) throws(RPCError) -> JSONValue {
         let batchId = try params.string("batchId")
+        // A batch waiting for a person is cancelled by denying its approval.
+        if let waiting = state.withLock({ $0.approvals.values.first { $0.batchId == batchId } }) {
+            expire(waiting.approvalId, reason: "its batch was cancelled")
+            return ["cancelled": true, "batchId": .string(batchId)]
+        }
         guard let control = state.withLock({ $0.batches[batchId] }) else { throw Self.noBatch(batchId, params) }
         if let space = state.withLock({ $0.spaces[control.spaceId] }) {
             space.audit.record("cancel", batchId: batchId, data: ["method": "operations/cancel"])
@@ -552,6 +565,137 @@ public final class Engine: Sendable {
     public func cancelRequest(_ requestID: JSONValue) {
         let control = state.withLock { state in state.batchByRequest[requestID].flatMap { state.batches[$0] } }
         _ = control?.cancel()
+    }
+
+    // MARK: approvals
+
+    /// Parks a batch that waits for a person: tells the client, and denies it when nobody answers in time.
+    func awaitApproval(_ pending: PendingApproval, space: Space) {
+        state.withLock { $0.approvals[pending.approvalId] = pending }
+        space.audit.flush()
+        notify("approvals/requested", ["approval": pending.json])
+        let timeout = space.policy.approvalTimeoutMs
+        Task { [self] in
+            try? await Task.sleep(for: .milliseconds(timeout))
+            expire(pending.approvalId, reason: "no answer within approvalTimeoutMs (\(timeout) ms)")
+        }
+    }
+
+    /// Denies a pending approval that nobody answered (or whose batch or space went away), fail closed.
+    func expire(_ approvalId: String, reason: String) {
+        guard let pending = state.withLock({ $0.approvals.removeValue(forKey: approvalId) }) else { return }
+        guard let space = state.withLock({ $0.spaces[pending.spaceId] }) else { return }
+        space.audit.record(
+            "approval.resolved", runId: pending.remainder.runId, batchId: pending.batchId, opId: pending.opId,
+            data: ["approvalId": .string(approvalId), "decision": "deny", "by": .string(reason)])
+        space.audit.flush()
+        logger.info("approval denied", metadata: ["approval": "\(approvalId)", "why": "\(reason)"])
+    }
+
+    /// `expire` for a space already removed from the registry (destroy).
+    func expireDestroyed(_ approvalId: String, space: Space) {
+        guard let pending = state.withLock({ $0.approvals.removeValue(forKey: approvalId) }) else { return }
+        space.audit.record(
+            "approval.resolved", batchId: pending.batchId, opId: pending.opId,
+            data: ["approvalId": .string(approvalId), "decision": "deny", "by": "the space was destroyed"])
+    }
+
+    static func approvalNotFound(_ approvalId: String) -> RPCError {
+        RPCError(
+            .approvalNotFound, "no pending approval '\(approvalId)'",
+            hint:
+                "it was answered already, expired (approvalTimeoutMs), or its batch was cancelled; approvals/list shows the pending ones",
+            field: "params.approvalId")
+    }
+
+    /// `approvals/resolve`: checked at once, then the batch continues in order with the space's others.
+    package func prepareResolve(_ params: Params) throws(RPCError) -> (
+        executor: SerialExecutor, job: @Sendable () async -> Result<JSONValue, RPCError>
+    ) {
+        let approvalId = try params.string("approvalId")
+        guard let decision = try params.oneOf("decision", ["allow_once", "allow_for_space", "deny"]) else {
+            throw RPCError.invalidParams(
+                params.fieldPath("decision"), "missing required field",
+                hint: "answer with decision: \"allow_once\", \"allow_for_space\" or \"deny\"")
+        }
+        let note = try params.optionalString("note")
+        guard let pending = state.withLock({ $0.approvals.removeValue(forKey: approvalId) }) else {
+            throw Self.approvalNotFound(approvalId)
+        }
+        let space = try space(pending.spaceId)
+        if decision == "allow_for_space" {
+            let grant = Grant(
+                grantId: Identifier.make("gr_"), spaceId: space.id, matcher: pending.matcher,
+                createdAt: Clock.timestamp(), by: approvalId)
+            space.addGrant(grant)
+            space.audit.record("grant.created", data: ["grant": grant.json])
+        }
+        let control = BatchControl(batchId: pending.batchId, spaceId: space.id)
+        state.withLock { $0.batches[control.batchId] = control }
+        let notify = self.notify
+        let streamer: (@Sendable (JSONValue) -> Void)? =
+            pending.stream
+            ? { @Sendable event in
+                notify(
+                    "events/emitted",
+                    ["spaceId": .string(space.id), "batchId": .string(control.batchId), "event": event])
+            } : nil
+        let resolution = ApprovalResolution(approvalId: approvalId, decision: decision, by: "client", note: note)
+        let job: @Sendable () async -> Result<JSONValue, RPCError> = { [self] in
+            defer { state.withLock { _ = $0.batches.removeValue(forKey: control.batchId) } }
+            if space.isDestroyed { return .failure(RPCError.spaceNotFound(space.id)) }
+            let (result, next) = await space.run(
+                pending.remainder, control: control, notify: streamer, resolution: resolution)
+            if let next { self.awaitApproval(next, space: space) }
+            return .success(result)
+        }
+        return (space.executor, job)
+    }
+
+    public func listApprovals(_ params: Params) throws(RPCError) -> JSONValue {
+        let spaceId = try params.optionalString("spaceId")
+        if let spaceId { _ = try space(spaceId) }
+        let pending = state.withLock { Array($0.approvals.values) }
+            .filter { spaceId == nil || $0.spaceId == spaceId }
+            .sorted { $0.requestedAt < $1.requestedAt }
+        return ["approvals": .array(pending.map(\.json))]
+    }
+
+    public func listGrants(_ params: Params) throws(RPCError) -> JSONValue {
+        let space = try space(try params.string("spaceId"))
+        return ["grants": .array(space.grants.map(\.json))]
+    }
+
+    public func revokeGrant(_ params: Params) throws(RPCError) -> JSONValue {
+        let grantId = try params.string("grantId")
+        let spaces = state.withLock { Array($0.spaces.values) }
+        for space in spaces where space.revokeGrant(grantId) {
+            space.audit.record("grant.revoked", data: ["grantId": .string(grantId)])
+            space.audit.flush()
+            return ["revoked": true, "grantId": .string(grantId)]
+        }
+        throw RPCError.invalidParams(
+            params.fieldPath("grantId"), "no grant '\(grantId)'", hint: "grants/list shows a space's grants")
+    }
+
+    /// Approvals that were pending when an earlier engine stopped are denied now, in each space's log.
+    func denyApprovalsOfEarlierEngine(_ space: Space) {
+        var open: [String: JSONValue] = [:]
+        for entry in AuditLog.read(path: store.auditPath(space.id), afterSeq: 0, limit: Int.max).entries {
+            if entry["kind"] == "event", entry["data"]?["type"] == "approval.requested",
+                let id = entry["data"]?["approvalId"]?.stringValue
+            {
+                open[id] = entry
+            } else if entry["kind"] == "approval.resolved", let id = entry["data"]?["approvalId"]?.stringValue {
+                open[id] = nil
+            }
+        }
+        for (id, entry) in open.sorted(by: { $0.key < $1.key }) {
+            space.audit.record(
+                "approval.resolved", batchId: entry["batchId"]?.stringValue, opId: entry["opId"]?.stringValue,
+                data: ["approvalId": .string(id), "decision": "deny", "by": "engine restart"])
+        }
+        space.audit.flush()
     }
 
     // MARK: audit

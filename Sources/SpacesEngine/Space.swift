@@ -69,6 +69,27 @@ final class Space: Sendable {
     }
 
     var record: SpaceRecord { state.withLock { $0.record } }
+    var grants: [Grant] { state.withLock { $0.record.grants } }
+
+    func addGrant(_ grant: Grant) {
+        let record = state.withLock { state in
+            state.record.grants.append(grant)
+            return state.record
+        }
+        persist(record)
+    }
+
+    /// Removes a grant; false when the space has no such grant.
+    func revokeGrant(_ grantId: String) -> Bool {
+        let record = state.withLock { state -> SpaceRecord? in
+            guard let index = state.record.grants.firstIndex(where: { $0.grantId == grantId }) else { return nil }
+            state.record.grants.remove(at: index)
+            return state.record
+        }
+        guard let record else { return false }
+        persist(record)
+        return true
+    }
     var policy: Policy { state.withLock { $0.policy } }
 
     /// Replaces the policy; the next operation is decided by it. Limits that the sandbox applies at launch

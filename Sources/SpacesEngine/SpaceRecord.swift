@@ -15,6 +15,8 @@ struct SpaceRecord: Sendable {
     var runs: [RunRecord]
     /// Where each secret's value is kept on the host (never the value).
     var secrets: [SecretReference] = []
+    /// Actions allowed for the whole space by `allow_for_space` approvals.
+    var grants: [Grant] = []
 
     var json: JSONValue {
         [
@@ -22,6 +24,7 @@ struct SpaceRecord: Sendable {
             "policy": policyJSON, "hostUID": JSONValue(Int(hostUID)), "hostGID": JSONValue(Int(hostGID)),
             "seqReserved": JSONValue(seqReserved), "runs": .array(runs.map(\.json)),
             "secrets": .object(Dictionary(uniqueKeysWithValues: secrets.map { ($0.name, $0.json) })),
+            "grants": .array(grants.map(\.json)),
         ]
     }
 
@@ -51,6 +54,7 @@ struct SpaceRecord: Sendable {
             hostGID: UInt32(gid), seqReserved: seqReserved,
             runs: (json["runs"]?.arrayValue ?? []).compactMap(RunRecord.init(json:)))
         secrets = (try? SecretReference.parse(Params(json["secrets"], path: "secrets"))) ?? []
+        grants = (json["grants"]?.arrayValue ?? []).compactMap(Grant.init(json:))
     }
 }
 

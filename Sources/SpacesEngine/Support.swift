@@ -18,10 +18,15 @@ package enum Clock {
         Int((monotonicNanoseconds() &- start + 500_000) / 1_000_000)
     }
 
-    /// Now as RFC 3339 UTC with milliseconds: `2026-11-26T00:17:12.123Z`.
-    package static func timestamp() -> String {
+    /// Now (or `inMilliseconds` from now) as RFC 3339 UTC with milliseconds: `2026-11-26T00:17:12.123Z`.
+    package static func timestamp(inMilliseconds later: Int = 0) -> String {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
+        if later > 0 {
+            let nanoseconds = Int(spec.tv_nsec) + (later % 1000) * 1_000_000
+            spec.tv_sec += later / 1000 + nanoseconds / 1_000_000_000
+            spec.tv_nsec = nanoseconds % 1_000_000_000
+        }
         var seconds = spec.tv_sec
         var parts = tm()
         gmtime_r(&seconds, &parts)

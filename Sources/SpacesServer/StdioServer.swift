@@ -308,6 +308,16 @@ public final class StdioServer: Sendable {
                 answer(.failure(error))
             }
         case "operations/cancel": now { () throws(RPCError) in try engine.cancelBatch(params) }
+        case "approvals/resolve":
+            do {
+                let (executor, job) = try engine.prepareResolve(params)
+                executor.submit { answer(await job()) }
+            } catch {
+                answer(.failure(error))
+            }
+        case "approvals/list": now { () throws(RPCError) in try engine.listApprovals(params) }
+        case "grants/list": now { () throws(RPCError) in try engine.listGrants(params) }
+        case "grants/revoke": now { () throws(RPCError) in try engine.revokeGrant(params) }
         case "audit/read": later { () throws(RPCError) in try engine.readAudit(params) }
         case "audit/verify": later { () throws(RPCError) in try engine.verifyAudit(params) }
         case "notifications/cancelled":
@@ -335,8 +345,7 @@ public final class StdioServer: Sendable {
     }
 
     static let laterMethods: Set<String> = [
-        "runs/transcript", "runs/replay", "approvals/resolve", "approvals/list", "grants/list",
-        "grants/revoke", "tools/list", "tools/call",
+        "runs/transcript", "runs/replay", "tools/list", "tools/call",
     ]
 }
 

@@ -142,4 +142,28 @@ struct AuditTests {
         _ = try restarted.submit(space, [["kind": "file.write", "path": "after.txt", "content": "z"]])
         #expect(try restarted.client.call("audit/verify", ["spaceId": .string(space)])["ok"] == true)
     }
+
+    @Test("An approval pending when the engine stops is denied, in the audit log, when the engine starts again")
+    func restartDeniesPendingApprovals() throws {
+        let engine = try AttackEngine()
+        let space = try engine.createSpace(["name": "asking", "policy": ["commands": ["ask": ["echo *"]]]])
+        let result = try engine.submit(space, [["kind": "command.run", "command": "echo please"]])
+        #expect(result["status"] == "awaiting_approval", "\(result)")
+        let approvalId = try #require(
+            result["events"]?.arrayValue?.first { $0["type"] == "approval.requested" }?["approvalId"]?.stringValue)
+        engine.process.closeInput()
+        #expect(engine.process.waitForExit(timeoutMs: 10_000) == 0)
+
+        let restarted = try AttackEngine(reusing: engine.stateDir)
+        #expect(try restarted.client.call("approvals/list")["approvals"] == [])
+        let entries = try restarted.client.call("audit/read", ["spaceId": .string(space), "limit": 10_000])["entries"]
+        let denial = entries?.arrayValue?.last { $0["kind"] == "approval.resolved" }
+        #expect(denial?["data"]?["approvalId"]?.stringValue == approvalId, "\(entries ?? .null)")
+        #expect(denial?["data"]?["decision"] == "deny")
+        #expect(denial?["data"]?["by"] == "engine restart")
+        #expect(try restarted.client.call("audit/verify", ["spaceId": .string(space)])["ok"] == true)
+        let id = restarted.client.send(
+            "approvals/resolve", ["approvalId": .string(approvalId), "decision": "allow_once"])
+        #expect(try restarted.client.awaitResponse(id: id)["error"]?["code"] == -32012)
+    }
 }

@@ -541,8 +541,7 @@ struct ProtocolSchemaTests {
             ])
         #expect(
             schema.plannedMethods == [
-                "approvals/list", "approvals/resolve", "capabilities/invoke", "grants/list", "grants/revoke",
-                "runs/replay", "runs/transcript", "tools/call", "tools/list",
+                "capabilities/invoke", "runs/replay", "runs/transcript", "tools/call", "tools/list",
             ])
         #expect(
             schema.notifications == ["approvals/requested", "events/emitted", "log/message", "notifications/cancelled"])
