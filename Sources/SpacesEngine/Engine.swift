@@ -46,7 +46,7 @@ public final class Engine: Sendable {
     /// Sends a notification to the client (`events/emitted`).
     let notify: @Sendable (String, JSONValue) -> Void
 
-    private struct State {
+    struct State {
         var spaces: [String: Space] = [:]
         var batches: [String: BatchControl] = [:]
         /// `notifications/cancelled` names the request that started a batch.
@@ -58,7 +58,7 @@ public final class Engine: Sendable {
         var approvals: [String: PendingApproval] = [:]
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
     let pool: SpacePool
 
     public init(

@@ -315,6 +315,8 @@ public final class StdioServer: Sendable {
             } catch {
                 answer(.failure(error))
             }
+        case "runs/transcript": later { () throws(RPCError) in try engine.transcript(params) }
+        case "runs/replay": later { () async throws(RPCError) in try await engine.replay(params) }
         case "approvals/list": now { () throws(RPCError) in try engine.listApprovals(params) }
         case "grants/list": now { () throws(RPCError) in try engine.listGrants(params) }
         case "grants/revoke": now { () throws(RPCError) in try engine.revokeGrant(params) }
@@ -345,7 +347,7 @@ public final class StdioServer: Sendable {
     }
 
     static let laterMethods: Set<String> = [
-        "runs/transcript", "runs/replay", "tools/list", "tools/call",
+        "tools/list", "tools/call",
     ]
 }
 

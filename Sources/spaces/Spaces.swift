@@ -16,7 +16,10 @@ struct Spaces: AsyncParsableCommand {
         commandName: "spaces",
         abstract: "Agent Spaces: run an AI agent's files, commands and TypeScript in isolated Linux spaces.",
         version: version,
-        subcommands: [Serve.self, Quickstart.self, Conformance.self, Bench.self, Doctor.self, Audit.self],
+        subcommands: [
+            Serve.self, Quickstart.self, Conformance.self, Bench.self, Doctor.self, Audit.self, Transcript.self,
+            Replay.self,
+        ],
         defaultSubcommand: Serve.self)
 }
 

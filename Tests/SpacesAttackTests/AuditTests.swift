@@ -166,4 +166,30 @@ struct AuditTests {
             "approvals/resolve", ["approvalId": .string(approvalId), "decision": "allow_once"])
         #expect(try restarted.client.awaitResponse(id: id)["error"]?["code"] == -32012)
     }
+
+    @Test("A replay reports each event that differs from the transcript, by operation and field")
+    func replayReportsDifferences() throws {
+        let engine = try AttackEngine()
+        let space = try engine.createSpace(["name": "replayed"])
+        let runId = try engine.client.call("runs/start", ["spaceId": .string(space)])["runId"] ?? .null
+        _ = try engine.submit(
+            space, [["kind": "command.run", "command": "echo one"]], extra: ["runId": runId])
+        var transcript = try engine.client.call("runs/transcript", ["runId": runId])["transcript"]?.arrayValue ?? []
+        let kinds = Set(transcript.compactMap { $0["kind"]?.stringValue })
+        #expect(kinds.isSuperset(of: ["run.started", "request", "decision", "event", "batch.ended"]), "\(kinds)")
+        // Change what the run printed, as if the environment had differed.
+        for (index, entry) in transcript.enumerated() where entry["data"]?["type"] == "command.exited" {
+            guard case .object(var members) = entry, case .object(var data)? = members["data"] else { continue }
+            data["stdout"] = "two\n"
+            members["data"] = .object(data)
+            transcript[index] = .object(members)
+        }
+        let replay = try engine.client.call("runs/replay", ["transcript": .array(transcript)])
+        #expect(replay["matched"] == false, "\(replay)")
+        let difference = replay["differences"]?.arrayValue?.first
+        #expect(difference?["opId"] == "op_1")
+        #expect(difference?["field"]?.stringValue?.hasSuffix(".stdout") == true, "\(replay)")
+        #expect(difference?["expected"] == "two\n")
+        #expect(difference?["actual"] == "one\n")
+    }
 }

@@ -541,7 +541,7 @@ struct ProtocolSchemaTests {
             ])
         #expect(
             schema.plannedMethods == [
-                "capabilities/invoke", "runs/replay", "runs/transcript", "tools/call", "tools/list",
+                "capabilities/invoke", "tools/call", "tools/list",
             ])
         #expect(
             schema.notifications == ["approvals/requested", "events/emitted", "log/message", "notifications/cancelled"])
