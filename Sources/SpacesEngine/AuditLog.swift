@@ -94,6 +94,64 @@ final class AuditLog: Sendable {
 
     var failure: String? { state.withLock { $0.failure } }
 
+    /// Removes every entry of the given runs and chains the rest again (new `seq`, `prevHash` and `hash`),
+    /// through a temporary file and a rename; then records what was removed, with the head the log had before,
+    /// so the removal itself is on the record. Returns how many entries went.
+    func prune(runs: Set<String>, reason: String) -> Int {
+        let (removed, previousHead) = state.withLock { state -> (Int, String) in
+            if !state.buffer.isEmpty, state.fd >= 0, (try? FileDescriptorIO.writeAll(state.fd, state.buffer)) != nil {
+                state.buffer.removeAll(keepingCapacity: true)
+            }
+            let previousHead = state.head
+            var kept: [[String: JSONValue]] = []
+            var removed = 0
+            for line in Self.readLines(path) {
+                guard case .object(let entry)? = try? JSONValue.parse(line) else { continue }
+                if let runId = entry["runId"]?.stringValue, runs.contains(runId) {
+                    removed += 1
+                } else {
+                    kept.append(entry)
+                }
+            }
+            guard removed > 0 else { return (0, previousHead) }
+            var head = Self.genesis
+            var bytes: [UInt8] = []
+            for (index, original) in kept.enumerated() {
+                var entry = original
+                entry["hash"] = nil
+                entry["seq"] = JSONValue(index + 1)
+                entry["prevHash"] = .string(head)
+                var line = JSONValue.object(entry).encodedBytes(sortedKeys: true)
+                head = Self.hash(prev: head, canonical: line)
+                line.removeLast()
+                line.append(contentsOf: Array(",\"hash\":\"\(head)\"}\n".utf8))
+                bytes.append(contentsOf: line)
+            }
+            let temporary = path + ".prune"
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0, (try? FileDescriptorIO.writeAll(fd, bytes)) != nil, rename(temporary, path) == 0 else {
+                if fd >= 0 { close(fd) }
+                unlink(temporary)
+                return (0, previousHead)
+            }
+            close(fd)
+            if state.fd >= 0 { close(state.fd) }
+            state.fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+            state.seq = kept.count
+            state.head = head
+            return (removed, previousHead)
+        }
+        guard removed > 0 else { return 0 }
+        record(
+            "retention.applied",
+            data: [
+                "runs": .array(runs.sorted().map(JSONValue.string)), "removedEntries": JSONValue(removed),
+                "reason": .string(reason), "previousHead": .string(previousHead),
+            ])
+        flush()
+        return removed
+    }
+
     static func hash(prev: String, canonical: [UInt8]) -> String {
         var hasher = Crypto.SHA256()
         hasher.update(data: Array(prev.utf8))

@@ -17,6 +17,8 @@ public struct EngineConfiguration: Sendable {
     public var maxSpaces: Int
     /// Pre-started spaces kept ready for `spaces/create` (0: none).
     public var poolSize: Int
+    /// Days an ended run's transcript stays in the audit log (nil: forever); a space may set its own.
+    public var retentionDays: Int?
     /// Run workers on the host with no isolation: only with the loud opt-in flag, never by default.
     public var unsafeNoIsolation = false
     public var engineVersion: String
@@ -100,6 +102,7 @@ public final class Engine: Sendable {
             for space in loaded { state.spaces[space.id] = space }
         }
         for space in loaded { denyApprovalsOfEarlierEngine(space) }
+        startRetention()
         logger.info("loaded \(records.count) space(s) from \(configuration.stateDirectory)")
     }
 
@@ -227,6 +230,7 @@ public final class Engine: Sendable {
             }
             copyFrom = try workspace.optionalString("copyFrom")
         }
+        let retentionDays = try params.optionalInt("retentionDays", in: 0...36_500)
         let secrets = try SecretReference.parse(try params.optionalObject("secrets"))
         for reference in secrets {
             switch reference.resolve() {
@@ -262,9 +266,10 @@ public final class Engine: Sendable {
         let (uid, gid) =
             pooled.map { ($0.hostUID, $0.hostGID) }
             ?? (configuration.unsafeNoIsolation ? (getuid(), getgid()) : Self.hostIdentity())
-        let record = SpaceRecord(
+        var record = SpaceRecord(
             spaceId: spaceId, name: name ?? spaceId, createdAt: Clock.timestamp(), policyJSON: policy.json,
             hostUID: uid, hostGID: gid, seqReserved: 0, runs: [], secrets: secrets)
+        record.retentionDays = retentionDays
         let space = Space(record: record, policy: policy, store: store, environment: environment, logger: logger)
         do throws(StateStore.Failure) {
             if let pooled {
@@ -565,6 +570,36 @@ public final class Engine: Sendable {
     public func cancelRequest(_ requestID: JSONValue) {
         let control = state.withLock { state in state.batchByRequest[requestID].flatMap { state.batches[$0] } }
         _ = control?.cancel()
+    }
+
+    // MARK: retention
+
+    /// Applies retention now and then every hour, for as long as the engine runs.
+    func startRetention() {
+        Task { [self] in
+            while !state.withLock({ $0.shuttingDown }) {
+                applyRetention()
+                try? await Task.sleep(for: .seconds(3600))
+            }
+        }
+    }
+
+    /// Removes, from each space's audit log, the entries of runs that ended longer ago than the space's (or the
+    /// engine's) retention, and records that it did.
+    public func applyRetention() {
+        let spaces = state.withLock { Array($0.spaces.values) }
+        for space in spaces {
+            let record = space.record
+            guard let days = record.retentionDays ?? configuration.retentionDays else { continue }
+            let cutoff = Clock.timestamp(inMilliseconds: -days * 86_400_000)
+            let expired = Set(record.runs.filter { ($0.endedAt ?? "9") <= cutoff }.map(\.runId))
+            guard !expired.isEmpty else { continue }
+            let removed = space.audit.prune(runs: expired, reason: "ended more than \(days) day(s) ago")
+            space.forgetRuns(expired)
+            logger.info(
+                "retention removed \(expired.count) run(s), \(removed) audit entries",
+                metadata: ["space": "\(space.id)"])
+        }
     }
 
     // MARK: approvals

@@ -268,6 +268,15 @@ final class Space: Sendable {
         return run
     }
 
+    /// Removes runs from the record (their transcripts are gone from the audit log).
+    func forgetRuns(_ runIds: Set<String>) {
+        let record = state.withLock { state in
+            state.record.runs.removeAll { runIds.contains($0.runId) }
+            return state.record
+        }
+        persist(record)
+    }
+
     /// nil when the space has no such run; whether it has ended otherwise.
     func runState(_ runId: String) -> Bool? {
         state.withLock { state in state.record.runs.first { $0.runId == runId }.map { $0.status != nil } }

@@ -17,6 +17,8 @@ struct SpaceRecord: Sendable {
     var secrets: [SecretReference] = []
     /// Actions allowed for the whole space by `allow_for_space` approvals.
     var grants: [Grant] = []
+    /// Days an ended run's transcript is kept; nil: the engine's `--retention-days`.
+    var retentionDays: Int?
 
     var json: JSONValue {
         [
@@ -24,7 +26,7 @@ struct SpaceRecord: Sendable {
             "policy": policyJSON, "hostUID": JSONValue(Int(hostUID)), "hostGID": JSONValue(Int(hostGID)),
             "seqReserved": JSONValue(seqReserved), "runs": .array(runs.map(\.json)),
             "secrets": .object(Dictionary(uniqueKeysWithValues: secrets.map { ($0.name, $0.json) })),
-            "grants": .array(grants.map(\.json)),
+            "grants": .array(grants.map(\.json)), "retentionDays": retentionDays.map { JSONValue($0) } ?? .null,
         ]
     }
 
@@ -55,6 +57,7 @@ struct SpaceRecord: Sendable {
             runs: (json["runs"]?.arrayValue ?? []).compactMap(RunRecord.init(json:)))
         secrets = (try? SecretReference.parse(Params(json["secrets"], path: "secrets"))) ?? []
         grants = (json["grants"]?.arrayValue ?? []).compactMap(Grant.init(json:))
+        retentionDays = json["retentionDays"]?.intValue
     }
 }
 

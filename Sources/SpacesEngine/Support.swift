@@ -22,10 +22,10 @@ package enum Clock {
     package static func timestamp(inMilliseconds later: Int = 0) -> String {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
-        if later > 0 {
-            let nanoseconds = Int(spec.tv_nsec) + (later % 1000) * 1_000_000
-            spec.tv_sec += later / 1000 + nanoseconds / 1_000_000_000
-            spec.tv_nsec = nanoseconds % 1_000_000_000
+        if later != 0 {
+            let total = Int(spec.tv_sec) * 1000 + Int(spec.tv_nsec) / 1_000_000 + later
+            spec.tv_sec = total / 1000
+            spec.tv_nsec = (total % 1000) * 1_000_000
         }
         var seconds = spec.tv_sec
         var parts = tm()

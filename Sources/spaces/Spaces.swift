@@ -66,6 +66,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Spaces kept started in advance, so spaces/create answers at once (0: none).")
     var pool: Int = 2
 
+    @Option(
+        help: "Days an ended run's transcript stays in the audit log (default: forever); checked at start and hourly.")
+    var retentionDays: Int?
+
     @Flag(
         name: .customLong("unsafe-no-isolation"),
         help: "DANGER: run every space's code directly on this host, as this user, with no isolation at all.")
@@ -78,6 +82,7 @@ struct Serve: AsyncParsableCommand {
         configuration.maxLineBytes = maxLineBytes
         configuration.maxSpaces = maxSpaces
         configuration.poolSize = max(0, pool)
+        configuration.retentionDays = retentionDays.map { max(0, $0) }
         configuration.unsafeNoIsolation = unsafeNoIsolation
         if unsafeNoIsolation {
             logger.critical(

@@ -192,4 +192,29 @@ struct AuditTests {
         #expect(difference?["expected"] == "two\n")
         #expect(difference?["actual"] == "one\n")
     }
+
+    @Test("Retention removes whole expired runs from the log, records that it did, and the chain still verifies")
+    func retentionRemovesExpiredRuns() throws {
+        let engine = try AttackEngine()
+        let space = try engine.createSpace(["name": "forgetful", "retentionDays": 0])
+        let runId = try engine.client.call("runs/start", ["spaceId": .string(space)])["runId"] ?? .null
+        _ = try engine.submit(
+            space, [["kind": "file.write", "path": "in-run.txt", "content": "x"]], extra: ["runId": runId])
+        _ = try engine.client.call("runs/end", ["runId": runId])
+        _ = try engine.submit(space, [["kind": "file.write", "path": "outside.txt", "content": "y"]])
+        engine.process.closeInput()
+        #expect(engine.process.waitForExit(timeoutMs: 10_000) == 0)
+
+        let restarted = try AttackEngine(reusing: engine.stateDir)
+        let entries =
+            try restarted.client.call("audit/read", ["spaceId": .string(space), "limit": 10_000])["entries"]?
+            .arrayValue ?? []
+        #expect(!entries.contains { $0["runId"] == runId }, "entries of the expired run remain")
+        #expect(entries.contains { $0["data"]?["path"] == "outside.txt" }, "entries outside runs must stay")
+        let applied = entries.last { $0["kind"] == "retention.applied" }
+        #expect(applied?["data"]?["runs"] == .array([runId]), "\(entries.last ?? .null)")
+        #expect(try restarted.client.call("audit/verify", ["spaceId": .string(space)])["ok"] == true)
+        let id = restarted.client.send("runs/transcript", ["runId": runId])
+        #expect(try restarted.client.awaitResponse(id: id)["error"]?["code"] == -32011)
+    }
 }
