@@ -1,4 +1,4 @@
-public import SpacesProtocol
+import SpacesProtocol
 
 #if canImport(Glibc)
     import Glibc

@@ -226,7 +226,7 @@ public struct ConformanceRunner {
         var lines: [String] = []
         var buffer = [CChar](repeating: 0, count: 4096)
         while fgets(&buffer, Int32(buffer.count), file) != nil {
-            lines.append(String(cString: buffer))
+            lines.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
             if lines.count > count { lines.removeFirst() }
         }
         return lines.map { "      " + $0 }.joined()

@@ -1,4 +1,4 @@
-public import SpacesProtocol
+import SpacesProtocol
 
 /// Glue between the runner and the protocol's JSON Schema.
 public enum ConformanceSuite {

@@ -42,10 +42,8 @@ struct ActionMatcher: Sendable, Equatable {
                 return ActionMatcher(kind: "command", value: "bun run \(file)", access: nil)
             }
             let digest = SHA256.hash(data: Array((fields["source"]?.stringValue ?? "").utf8))
-            let hex = digest.map { byte in
-                String(byte, radix: 16).count == 1 ? "0" + String(byte, radix: 16) : String(byte, radix: 16)
-            }
-            return ActionMatcher(kind: "command", value: "code.run source sha256:" + hex.joined(), access: nil)
+            return ActionMatcher(
+                kind: "command", value: "code.run source sha256:" + AuditLog.hexString(digest), access: nil)
         case .fileRead, .fileList:
             return ActionMatcher(kind: "file", value: path("path"), access: "read")
         case .fileMove:

@@ -156,10 +156,15 @@ final class AuditLog: Sendable {
         var hasher = Crypto.SHA256()
         hasher.update(data: Array(prev.utf8))
         hasher.update(data: canonical)
+        return hexString(hasher.finalize())
+    }
+
+    /// Lowercase hex of a digest.
+    static func hexString(_ bytes: some Sequence<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var text: [UInt8] = []
         text.reserveCapacity(64)
-        for byte in hasher.finalize() {
+        for byte in bytes {
             text.append(digits[Int(byte >> 4)])
             text.append(digits[Int(byte & 0xF)])
         }

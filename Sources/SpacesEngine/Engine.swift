@@ -370,7 +370,7 @@ public final class Engine: Sendable {
         }
         await Self.cancel(batches)
         let waiting = state.withLock { $0.approvals.values.filter { $0.spaceId == spaceId }.map(\.approvalId) }
-        for approvalId in waiting { expireDestroyed(approvalId, space: space) }
+        for approvalId in waiting { expire(approvalId, reason: "the space was destroyed", space: space) }
         await space.stopWorker(destroy: true)
         space.audit.record("space.destroyed", data: ["keepWorkspace": .bool(keepWorkspace)])
         space.audit.flush()
@@ -617,22 +617,15 @@ public final class Engine: Sendable {
     }
 
     /// Denies a pending approval that nobody answered (or whose batch or space went away), fail closed.
-    func expire(_ approvalId: String, reason: String) {
+    /// `space` is given when the space has already left the registry (destroy).
+    func expire(_ approvalId: String, reason: String, space given: Space? = nil) {
         guard let pending = state.withLock({ $0.approvals.removeValue(forKey: approvalId) }) else { return }
-        guard let space = state.withLock({ $0.spaces[pending.spaceId] }) else { return }
+        guard let space = given ?? state.withLock({ $0.spaces[pending.spaceId] }) else { return }
         space.audit.record(
             "approval.resolved", runId: pending.remainder.runId, batchId: pending.batchId, opId: pending.opId,
             data: ["approvalId": .string(approvalId), "decision": "deny", "by": .string(reason)])
         space.audit.flush()
         logger.info("approval denied", metadata: ["approval": "\(approvalId)", "why": "\(reason)"])
-    }
-
-    /// `expire` for a space already removed from the registry (destroy).
-    func expireDestroyed(_ approvalId: String, space: Space) {
-        guard let pending = state.withLock({ $0.approvals.removeValue(forKey: approvalId) }) else { return }
-        space.audit.record(
-            "approval.resolved", batchId: pending.batchId, opId: pending.opId,
-            data: ["approvalId": .string(approvalId), "decision": "deny", "by": "the space was destroyed"])
     }
 
     static func approvalNotFound(_ approvalId: String) -> RPCError {

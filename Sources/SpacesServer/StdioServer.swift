@@ -277,6 +277,19 @@ public final class StdioServer: Sendable {
                 answer(.failure(error))
             }
         }
+        /// Work that must keep its place among a space's batches: validated now, queued on the space's executor.
+        func ordered(
+            _ prepare: () throws(RPCError) -> (
+                SerialExecutor, (any TaskExecutor)?, @Sendable () async -> Result<JSONValue, RPCError>
+            )
+        ) {
+            do throws(RPCError) {
+                let (executor, preferred, job) = try prepare()
+                executor.submit(preferring: preferred) { answer(await job()) }
+            } catch {
+                answer(.failure(error))
+            }
+        }
         func later(_ body: @escaping @Sendable () async throws(RPCError) -> JSONValue) {
             Task {
                 do throws(RPCError) {
@@ -291,29 +304,20 @@ public final class StdioServer: Sendable {
         case "spaces/list": now { engine.listSpaces() }
         case "spaces/get": later { () throws(RPCError) in try engine.getSpace(params) }
         case "spaces/updatePolicy":
-            do {
+            ordered { () throws(RPCError) in
                 let (executor, job) = try engine.prepareUpdatePolicy(params)
-                executor.submit { answer(await job()) }
-            } catch {
-                answer(.failure(error))
+                return (executor, nil, job)
             }
         case "spaces/destroy": later { () async throws(RPCError) in try await engine.destroySpace(params) }
         case "runs/start": now { () throws(RPCError) in try engine.startRun(params) }
         case "runs/end": now { () throws(RPCError) in try engine.endRun(params) }
         case "operations/submit":
-            do {
-                let (executor, preferred, job) = try engine.prepareSubmit(params, requestID: isNotification ? nil : id)
-                executor.submit(preferring: preferred) { answer(await job()) }
-            } catch {
-                answer(.failure(error))
-            }
+            ordered { () throws(RPCError) in try engine.prepareSubmit(params, requestID: isNotification ? nil : id) }
         case "operations/cancel": now { () throws(RPCError) in try engine.cancelBatch(params) }
         case "approvals/resolve":
-            do {
+            ordered { () throws(RPCError) in
                 let (executor, job) = try engine.prepareResolve(params)
-                executor.submit { answer(await job()) }
-            } catch {
-                answer(.failure(error))
+                return (executor, nil, job)
             }
         case "runs/transcript": later { () throws(RPCError) in try engine.transcript(params) }
         case "runs/replay": later { () async throws(RPCError) in try await engine.replay(params) }
