@@ -48,7 +48,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            resources: [.copy("Resources/worker.ts")],
+            resources: [.copy("Resources/worker.ts"), .copy("Resources/capabilities.js")],
             swiftSettings: strictSettings
         ),
         // Transports: stdio JSON-RPC framing, routing and concurrency.

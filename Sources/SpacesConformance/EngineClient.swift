@@ -12,6 +12,8 @@ public final class EngineClient {
     public private(set) var notifications: [JSONValue] = []
     /// Called with each notification as it arrives.
     public var onNotification: ((JSONValue) -> Void)?
+    /// Answers each request the engine sends (`capabilities/invoke`): the `result`, or nil for a -32601 error.
+    public var onRequest: ((_ method: String, _ params: JSONValue) -> JSONValue?)?
     public var timeoutMs: Int
 
     public init(process: EngineProcess, timeoutMs: Int = 60_000) {
@@ -65,6 +67,19 @@ public final class EngineClient {
                 throw Failure(description: "the engine wrote a line that is not JSON")
             }
             if message["id"] == JSONValue(id) { return message }
+            if let method = message["method"]?.stringValue, let requestID = message["id"] {
+                let answer: JSONValue =
+                    if let result = onRequest?(method, message["params"] ?? .null) {
+                        ["jsonrpc": "2.0", "id": requestID, "result": result]
+                    } else {
+                        [
+                            "jsonrpc": "2.0", "id": requestID,
+                            "error": ["code": -32601, "message": .string("this client does not answer \(method)")],
+                        ]
+                    }
+                try? process.send(answer.encodedBytes() + [0x0A])
+                continue
+            }
             if message["method"] != nil {
                 notifications.append(message)
                 onNotification?(message)

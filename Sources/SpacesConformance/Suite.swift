@@ -7,7 +7,8 @@ public enum ConformanceSuite {
     }
 
     /// A validator for every message an engine writes: responses by the method of their request,
-    /// notifications by their method.
+    /// notifications by their method, requests (`capabilities/invoke`) by theirs, which must be one the engine
+    /// sends.
     public static func schemaValidator(path: String) throws(SchemaError) -> ConformanceRunner.Validator {
         guard let text = FixtureLoader.readFile(path) else {
             throw SchemaError(description: "cannot read the schema at \(path); pass --schema")
@@ -21,10 +22,13 @@ public enum ConformanceSuite {
         let schema = ProtocolSchema(document: document)
         return { message, direction, method in
             guard direction == .received else { return [] }
-            let violations: [SchemaViolation] =
-                message["method"] != nil && message["id"] == nil
-                ? schema.validateNotification(message) : schema.validateResponse(message, method: method)
-            return violations.map(\.description)
+            guard let name = message["method"]?.stringValue else {
+                return schema.validateResponse(message, method: method).map(\.description)
+            }
+            if message["id"] == nil { return schema.validateNotification(message).map(\.description) }
+            let problems = schema.validateRequest(message).map(\.description)
+            return schema.engineMethods.contains(name) || !schema.methods.contains(name)
+                ? problems : problems + ["method: the engine sent \(name), a method only the client sends"]
         }
     }
 }

@@ -58,6 +58,7 @@ struct ActionMatcher: Sendable, Equatable {
         switch kind {
         case "command": "run `\(value)`"
         case "file": (access == "read" ? "read " : "change ") + value
+        case "capability": "call \(value)"
         default: value
         }
     }
@@ -108,20 +109,24 @@ struct PendingApproval: Sendable {
     var requestedAt: String
     var expiresAt: String
     var stream: Bool
+    /// For a capability call: the call with its params (`crm.delete({"id":7})`).
+    var callSummary: String? = nil
 
-    var title: String { "Approve: \(matcher.what)" }
+    var what: String { callSummary.map { "call \($0)" } ?? matcher.what }
+    var title: String { "Approve: \(what)" }
     var why: String { decision.reason }
     var impact: String {
         switch matcher.kind {
         case "command": "runs a program in the space, with the space's access to its workspace"
         case "file": matcher.access == "read" ? "the agent sees this file's content" : "changes the workspace"
-        default: "uses a capability"
+        default:
+            "calls \(matcher.value) outside the space, with the capability's access (the program waits for the answer)"
         }
     }
 
     var eventFields: [String: JSONValue] {
         [
-            "approvalId": .string(approvalId), "title": .string(title), "what": .string(matcher.what),
+            "approvalId": .string(approvalId), "title": .string(title), "what": .string(what),
             "why": .string(why), "impact": .string(impact),
             "options": ["allow_once", "allow_for_space", "deny"],
         ]
@@ -130,9 +135,46 @@ struct PendingApproval: Sendable {
     var json: JSONValue {
         [
             "approvalId": .string(approvalId), "spaceId": .string(spaceId), "batchId": .string(batchId),
-            "opId": .string(opId), "title": .string(title), "what": .string(matcher.what), "why": .string(why),
+            "opId": .string(opId), "title": .string(title), "what": .string(what), "why": .string(why),
             "impact": .string(impact), "options": ["allow_once", "allow_for_space", "deny"],
             "requestedAt": .string(requestedAt), "expiresAt": .string(expiresAt),
         ]
+    }
+}
+
+/// Why an approval was denied without a person's answer.
+enum ApprovalExpiry: Sendable {
+    case timeout(ms: Int)
+    case cancelled
+    case destroyed
+    /// An MCP session, where nobody can answer.
+    case unanswerable
+
+    /// `approval.resolved`'s `by`.
+    var by: String {
+        switch self {
+        case .timeout: "timeout"
+        case .cancelled: "cancel"
+        case .destroyed: "destroy"
+        case .unanswerable: "mcp"
+        }
+    }
+
+    /// A sentence for logs, audit notes and the program's APPROVAL_DENIED message.
+    var reason: String {
+        switch self {
+        case .timeout(let ms): "no answer within approvalTimeoutMs (\(ms) ms)"
+        case .cancelled: "its batch was cancelled"
+        case .destroyed: "the space was destroyed"
+        case .unanswerable: "nobody can answer approvals in an MCP session"
+        }
+    }
+
+    /// Whether the waiting operation is stopped too.
+    var stopsOperation: Bool {
+        switch self {
+        case .cancelled, .destroyed: true
+        case .timeout, .unanswerable: false
+        }
     }
 }

@@ -72,6 +72,14 @@ struct BatchRequest: Sendable {
     var idempotencyKey: String?
     /// The operation a person approved (`approvals/resolve`): it runs without asking again.
     var approvedOpId: String? = nil
+    /// The first operation is still running, and one of its capability calls waits for a person.
+    var waitingCall: WaitingCall? = nil
+}
+
+/// A running operation's capability call that waits for a person.
+struct WaitingCall: Sendable {
+    var call: PendingCall
+    var inFlight: InFlightOperation
 }
 
 /// How a batch continues after `approvals/resolve`.
@@ -93,6 +101,8 @@ final class EventRecorder: Sendable {
         var redactions: [String: Int] = [:]
         /// Streamed output held back until it is sure no secret continues in the next chunk, by "opId stream".
         var pendingOutput: [String: String] = [:]
+        /// Events already returned in a batch's answer (a batch that waited for a person answers twice).
+        var returned = 0
     }
 
     private let events = Mutex(State())
@@ -179,6 +189,14 @@ final class EventRecorder: Sendable {
     }
 
     var all: [JSONValue] { events.withLock { $0.events } }
+
+    /// The events not yet returned in an answer; they count as returned from now on.
+    func takeUnreturned() -> [JSONValue] {
+        events.withLock { state in
+            defer { state.returned = state.events.count }
+            return Array(state.events[state.returned...])
+        }
+    }
 }
 
 extension Space {
@@ -190,7 +208,9 @@ extension Space {
         if let key = request.idempotencyKey, let earlier = idempotentResult(key) { return (earlier, nil) }
         control.begin()
         defer { control.finish() }
-        let recorder = EventRecorder(space: self, batchId: control.batchId, runId: request.runId, notify: notify)
+        let recorder =
+            request.waitingCall?.inFlight.recorder
+            ?? EventRecorder(space: self, batchId: control.batchId, runId: request.runId, notify: notify)
         var request = request
         if let resolution {
             return await resume(request, resolution, control: control, recorder: recorder)
@@ -253,6 +273,16 @@ extension Space {
             "approval.resolved", runId: request.runId, batchId: control.batchId, opId: operation.opId, data: resolved)
         resolved["note"] = nil
         recorder.emit("approval.resolved", opId: operation.opId, resolved)
+        if let waiting = request.waitingCall {
+            // The operation is still running: its call goes on (or fails with APPROVAL_DENIED), then the batch
+            // waits for the operation again.
+            let by = resolution.by == "client" ? "a person denied it" : resolution.note ?? resolution.by
+            waiting.call.resolve(allowed: resolution.decision != "deny", by: by)
+            control.setInFlight(waiting.inFlight.worker, requestID: waiting.inFlight.requestID ?? 0)
+            request.waitingCall = nil
+            let outcome = await conclude(waiting.inFlight, request: request, control: control)
+            return await continueAfter(outcome, &request, control: control, recorder: recorder)
+        }
         if resolution.decision == "deny" {
             let reason =
                 "a person denied `\(ActionMatcher.of(operation).value)`"
@@ -284,7 +314,7 @@ extension Space {
         audit.record("batch.ended", runId: request.runId, batchId: control.batchId, data: ["status": .string(status)])
         audit.flush()
         let result: JSONValue = [
-            "batchId": .string(control.batchId), "status": .string(status), "events": .array(recorder.all),
+            "batchId": .string(control.batchId), "status": .string(status), "events": .array(recorder.takeUnreturned()),
         ]
         if let key = request.idempotencyKey, status != "awaiting_approval" { rememberIdempotent(key, result) }
         return (result, nil)
@@ -323,6 +353,11 @@ extension Space {
                     Array(operations[index..<end]), request: request, control: control, recorder: recorder)
             } else {
                 outcomes = [await perform(operations[index], request: request, control: control, recorder: recorder)]
+            }
+            if case .awaitingCall(let waiting)? = outcomes.last {
+                pending = waitingApproval(waiting, request: request, from: index, control: control)
+                status = "awaiting_approval"
+                break
             }
             if case .awaiting(let decision)? = outcomes.last {
                 let operation = operations[index]
@@ -366,7 +401,7 @@ extension Space {
                 if let artifact { run.recordArtifact(artifact) }
             case .failed, .cancelled: run.failed += 1
             case .denied: run.denied += 1
-            case .awaiting: run.total -= 1
+            case .awaiting, .awaitingCall: run.total -= 1
             }
         }
     }
@@ -499,10 +534,12 @@ extension Space {
         case cancelled
         /// The policy asks a person first: the batch stops here, before the operation.
         case awaiting(Decision)
+        /// The operation runs, and one of its capability calls waits for a person: the batch answers meanwhile.
+        case awaitingCall(WaitingCall)
 
         var isFailure: Bool {
             switch self {
-            case .succeeded, .awaiting: false
+            case .succeeded, .awaiting, .awaitingCall: false
             default: true
             }
         }
@@ -576,11 +613,89 @@ extension Space {
             ? { @Sendable stream, data in recorder.emitOutput(opId: opId, stream: stream, data: data) }
             : nil
 
-        let answer = await worker.request(operation.kind.rawValue, fields, onChunk: onChunk) { requestID in
-            control.setInFlight(worker, requestID: requestID)
+        if operation.kind.runsProcess, !capabilities.isEmpty {
+            // Its programs may call capabilities: the batch waits for the answer or for a call that asks a person.
+            let inFlight = InFlightOperation(operation: operation, recorder: recorder, worker: worker)
+            let runId = request.runId
+            let batchId = control.batchId
+            Task(executorPreference: worker.thread) { [self] in
+                let answer = await worker.request(
+                    operation.kind.rawValue, fields, onChunk: onChunk,
+                    onCall: { [self] call in receiveCall(call, inFlight: inFlight, runId: runId, batchId: batchId) },
+                    onSent: { requestID in
+                        inFlight.setRequestID(requestID)
+                        control.setInFlight(worker, requestID: requestID)
+                    })
+                inFlight.deliver(.answer(answer))
+            }
+            return await conclude(inFlight, request: request, control: control)
         }
-        control.setInFlight(nil, requestID: 0)
 
+        let answer = await worker.request(
+            operation.kind.rawValue, fields, onChunk: onChunk,
+            onSent: { requestID in control.setInFlight(worker, requestID: requestID) })
+        control.setInFlight(nil, requestID: 0)
+        return settle(operation, answer: answer, started: started, control: control, recorder: recorder)
+    }
+
+    /// Waits for a running operation: its outcome once it has ended, or `awaitingCall` when one of its
+    /// capability calls waits for a person first.
+    func conclude(_ inFlight: InFlightOperation, request: BatchRequest, control: BatchControl) async -> Outcome {
+        switch await inFlight.next() {
+        case .approval(let call):
+            return .awaitingCall(WaitingCall(call: call, inFlight: inFlight))
+        case .answer(let answer):
+            control.setInFlight(nil, requestID: 0)
+            return settle(
+                inFlight.operation, answer: answer, started: inFlight.started, control: control,
+                recorder: inFlight.recorder)
+        }
+    }
+
+    /// The batch after an operation that was waited on across an approval: record it, then run the rest.
+    private func continueAfter(
+        _ outcome: Outcome, _ request: inout BatchRequest, control: BatchControl, recorder: EventRecorder
+    ) async -> (result: JSONValue, pending: PendingApproval?) {
+        if case .awaitingCall(let waiting) = outcome {
+            let pending = waitingApproval(waiting, request: request, from: 0, control: control)
+            return (finish(request, status: "awaiting_approval", control: control, recorder: recorder).result, pending)
+        }
+        record(outcome, runId: request.runId)
+        let stopped = request.stopOnError && outcome.isFailure
+        if case .cancelled = outcome {
+            return finish(request, status: "cancelled", control: control, recorder: recorder)
+        }
+        if stopped { return finish(request, status: "stopped", control: control, recorder: recorder) }
+        if request.operations.count == 1 {
+            return finish(request, status: "completed", control: control, recorder: recorder)
+        }
+        return await execute(&request, from: 1, control: control, recorder: recorder)
+    }
+
+    /// The approval a person is asked for a running operation's capability call.
+    private func waitingApproval(
+        _ waiting: WaitingCall, request: BatchRequest, from index: Int, control: BatchControl
+    ) -> PendingApproval {
+        let operation = waiting.inFlight.operation
+        var remainder = request
+        remainder.operations = Array(request.operations[index...])
+        remainder.approvedOpId = nil
+        remainder.idempotencyKey = nil
+        remainder.waitingCall = waiting
+        let approval = PendingApproval(
+            approvalId: Identifier.make("ap_"), spaceId: id, batchId: control.batchId, opId: operation.opId,
+            decision: waiting.call.decision, matcher: waiting.call.matcher, remainder: remainder,
+            requestedAt: Clock.timestamp(), expiresAt: Clock.timestamp(inMilliseconds: policy.approvalTimeoutMs),
+            stream: request.stream, callSummary: waiting.call.summary)
+        waiting.inFlight.recorder.emit("approval.requested", opId: operation.opId, approval.eventFields)
+        return approval
+    }
+
+    /// The events and outcome of an operation's answer from the worker.
+    private func settle(
+        _ operation: Operation, answer: WorkerAnswer, started: UInt64, control: BatchControl, recorder: EventRecorder
+    ) -> Outcome {
+        let opId = operation.opId
         switch answer {
         case .ok(let result):
             return report(

@@ -58,7 +58,16 @@ public final class Engine: Sendable {
         var shuttingDown = false
         /// Batches waiting for a person, by approval id.
         var approvals: [String: PendingApproval] = [:]
+        /// The client said at `initialize` that it answers `capabilities/invoke`.
+        var clientHandlesCapabilities = false
+        /// Sends a request to the client and awaits its answer; set by the transport.
+        var clientRequester: ClientRequester?
+        /// `tools/call`s whose batch waits for approval, by batch id (Tools.swift).
+        var batchWaiters: [String: BatchWaiter] = [:]
     }
+
+    /// `(method, params, timeoutMs) → the client's result or error`.
+    public typealias ClientRequester = @Sendable (String, JSONValue, Int) async -> Result<JSONValue, RPCError>
 
     let state = Mutex(State())
     let pool: SpacePool
@@ -96,7 +105,7 @@ public final class Engine: Sendable {
         let loaded = records.map { record in
             Space(
                 record: record, policy: (try? Policy.resolve(record.policyJSON)) ?? .default, store: store,
-                environment: environment, logger: logger)
+                environment: environment, logger: logger, invokeClient: clientInvoker)
         }
         state.withLock { state in
             for space in loaded { state.spaces[space.id] = space }
@@ -158,7 +167,8 @@ public final class Engine: Sendable {
                 hint: "send protocolVersion: \"0.1\" (the version this engine speaks)")
         }
         _ = try params.optionalObject("client")
-        _ = try params.optionalObject("capabilities")
+        let handlesCapabilities = try params.optionalObject("capabilities")?.optionalBool("capabilityHandlers") ?? false
+        state.withLock { $0.clientHandlesCapabilities = handlesCapabilities }
         let report = isolation()
         let bunVersion: String
         switch environment() {
@@ -243,11 +253,10 @@ public final class Engine: Sendable {
             case .success: break
             }
         }
-        if let capabilities = try params.optionalArray("capabilities"), !capabilities.isEmpty {
-            throw RPCError.invalidParams(
-                params.fieldPath("capabilities"), "capabilities are not supported by this engine version",
-                hint: "remove capabilities; call your APIs from commands for now")
-        }
+        var capabilities = try CapabilityDeclaration.parseList(
+            try params.optionalArray("capabilities"), path: params.fieldPath("capabilities"),
+            secrets: Set(secrets.map(\.name)))
+        try checkClientHandlers(capabilities, path: params.fieldPath("capabilities"))
         if let missing = missingIsolation() { throw missing }
         let count = state.withLock { $0.spaces.count }
         guard count < configuration.maxSpaces else {
@@ -270,7 +279,20 @@ public final class Engine: Sendable {
             spaceId: spaceId, name: name ?? spaceId, createdAt: Clock.timestamp(), policyJSON: policy.json,
             hostUID: uid, hostGID: gid, seqReserved: 0, runs: [], secrets: secrets)
         record.retentionDays = retentionDays
-        let space = Space(record: record, policy: policy, store: store, environment: environment, logger: logger)
+        let space = Space(
+            record: record, policy: policy, store: store, environment: environment, logger: logger,
+            invokeClient: clientInvoker)
+        if !capabilities.isEmpty {
+            do throws(RPCError) {
+                capabilities = try await space.discoverMethods(capabilities, path: params.fieldPath("capabilities"))
+            } catch {
+                await space.stopCapabilityHandlers()
+                if let pooled { pooled.worker.process.kill() }
+                throw error
+            }
+            record.capabilities = capabilities
+            space.setCapabilities(capabilities, persisting: false)
+        }
         do throws(StateStore.Failure) {
             if let pooled {
                 // The sandbox keeps the workspace it was started with: only its path on the host changes.
@@ -306,7 +328,9 @@ public final class Engine: Sendable {
                     throw SpaceError.workerDidNotStart("workspace.files: \(message)")
                 }
             }
+            if !capabilities.isEmpty { try await space.installCapabilities(on: worker, writeDeclarations: true) }
         } catch {
+            await space.stopCapabilityHandlers()
             await space.stopWorker(destroy: true)
             store.remove(store.spaceDirectory(spaceId))
             throw error.rpcError
@@ -315,6 +339,7 @@ public final class Engine: Sendable {
             "name": .string(record.name), "policy": policy.json, "pooled": .bool(pooled != nil),
         ]
         if configuration.unsafeNoIsolation { created["unsafe"] = true }
+        if !capabilities.isEmpty { created["capabilities"] = .array(capabilities.map(\.json)) }
         space.audit.record("space.created", data: created)
         space.audit.flush()
         state.withLock { $0.spaces[spaceId] = space }
@@ -370,8 +395,9 @@ public final class Engine: Sendable {
         }
         await Self.cancel(batches)
         let waiting = state.withLock { $0.approvals.values.filter { $0.spaceId == spaceId }.map(\.approvalId) }
-        for approvalId in waiting { expire(approvalId, reason: "the space was destroyed", space: space) }
+        for approvalId in waiting { expire(approvalId, .destroyed, space: space) }
         await space.stopWorker(destroy: true)
+        await space.stopCapabilityHandlers()
         space.audit.record("space.destroyed", data: ["keepWorkspace": .bool(keepWorkspace)])
         space.audit.flush()
         var result: [String: JSONValue] = ["destroyed": true, "spaceId": .string(spaceId)]
@@ -521,14 +547,7 @@ public final class Engine: Sendable {
             state.batches[control.batchId] = control
             if let requestID { state.batchByRequest[requestID] = control.batchId }
         }
-        let notify = self.notify
-        let streamer: (@Sendable (JSONValue) -> Void)? =
-            request.stream
-            ? { @Sendable event in
-                notify(
-                    "events/emitted",
-                    ["spaceId": .string(space.id), "batchId": .string(control.batchId), "event": event])
-            } : nil
+        let streamer = eventStreamer(spaceId: space.id, batchId: control.batchId, enabled: request.stream)
         let job: @Sendable () async -> Result<JSONValue, RPCError> = { [self] in
             defer {
                 state.withLock { state in
@@ -548,7 +567,7 @@ public final class Engine: Sendable {
         let batchId = try params.string("batchId")
         // A batch waiting for a person is cancelled by denying its approval.
         if let waiting = state.withLock({ $0.approvals.values.first { $0.batchId == batchId } }) {
-            expire(waiting.approvalId, reason: "its batch was cancelled")
+            expire(waiting.approvalId, .cancelled)
             return ["cancelled": true, "batchId": .string(batchId)]
         }
         guard let control = state.withLock({ $0.batches[batchId] }) else { throw Self.noBatch(batchId, params) }
@@ -602,6 +621,15 @@ public final class Engine: Sendable {
         }
     }
 
+    /// Sends a batch's events as `events/emitted` notifications when the batch streams; nil when it does not.
+    func eventStreamer(spaceId: String, batchId: String, enabled: Bool) -> (@Sendable (JSONValue) -> Void)? {
+        guard enabled else { return nil }
+        let notify = self.notify
+        return { @Sendable event in
+            notify("events/emitted", ["spaceId": .string(spaceId), "batchId": .string(batchId), "event": event])
+        }
+    }
+
     // MARK: approvals
 
     /// Parks a batch that waits for a person: tells the client, and denies it when nobody answers in time.
@@ -612,20 +640,28 @@ public final class Engine: Sendable {
         let timeout = space.policy.approvalTimeoutMs
         Task { [self] in
             try? await Task.sleep(for: .milliseconds(timeout))
-            expire(pending.approvalId, reason: "no answer within approvalTimeoutMs (\(timeout) ms)")
+            expire(pending.approvalId, .timeout(ms: timeout))
         }
     }
 
     /// Denies a pending approval that nobody answered (or whose batch or space went away), fail closed.
     /// `space` is given when the space has already left the registry (destroy).
-    func expire(_ approvalId: String, reason: String, space given: Space? = nil) {
+    func expire(_ approvalId: String, _ expiry: ApprovalExpiry, space given: Space? = nil) {
         guard let pending = state.withLock({ $0.approvals.removeValue(forKey: approvalId) }) else { return }
         guard let space = given ?? state.withLock({ $0.spaces[pending.spaceId] }) else { return }
+        if pending.remainder.waitingCall != nil {
+            finishUnanswered(pending, expiry, space: space)
+            return
+        }
         space.audit.record(
             "approval.resolved", runId: pending.remainder.runId, batchId: pending.batchId, opId: pending.opId,
-            data: ["approvalId": .string(approvalId), "decision": "deny", "by": .string(reason)])
+            data: [
+                "approvalId": .string(approvalId), "decision": "deny", "by": .string(expiry.by),
+                "note": .string(expiry.reason),
+            ])
         space.audit.flush()
-        logger.info("approval denied", metadata: ["approval": "\(approvalId)", "why": "\(reason)"])
+        logger.info("approval denied", metadata: ["approval": "\(approvalId)", "why": "\(expiry.reason)"])
+        batchContinued(pending.batchId, result: nil, reason: expiry.reason)
     }
 
     static func approvalNotFound(_ approvalId: String) -> RPCError {
@@ -660,14 +696,7 @@ public final class Engine: Sendable {
         }
         let control = BatchControl(batchId: pending.batchId, spaceId: space.id)
         state.withLock { $0.batches[control.batchId] = control }
-        let notify = self.notify
-        let streamer: (@Sendable (JSONValue) -> Void)? =
-            pending.stream
-            ? { @Sendable event in
-                notify(
-                    "events/emitted",
-                    ["spaceId": .string(space.id), "batchId": .string(control.batchId), "event": event])
-            } : nil
+        let streamer = eventStreamer(spaceId: space.id, batchId: control.batchId, enabled: pending.stream)
         let resolution = ApprovalResolution(approvalId: approvalId, decision: decision, by: "client", note: note)
         let job: @Sendable () async -> Result<JSONValue, RPCError> = { [self] in
             defer { state.withLock { _ = $0.batches.removeValue(forKey: control.batchId) } }
@@ -675,6 +704,7 @@ public final class Engine: Sendable {
             let (result, next) = await space.run(
                 pending.remainder, control: control, notify: streamer, resolution: resolution)
             if let next { self.awaitApproval(next, space: space) }
+            if next == nil { self.batchContinued(pending.batchId, result: result) }
             return .success(result)
         }
         return (space.executor, job)
@@ -788,7 +818,12 @@ public final class Engine: Sendable {
         await Self.cancel(batches)
         await pool.drain()
         await withTaskGroup(of: Void.self) { group in
-            for space in spaces { group.addTask { await space.stopWorker(destroy: false) } }
+            for space in spaces {
+                group.addTask {
+                    await space.stopWorker(destroy: false)
+                    await space.stopCapabilityHandlers()
+                }
+            }
         }
     }
 }

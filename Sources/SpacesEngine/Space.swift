@@ -49,10 +49,20 @@ final class Space: Sendable {
     let secretValues: [String: String]
     /// Removes those values from everything the space sends out.
     let redactor: Redactor
-    private let state: Mutex<State>
+    /// Bounds the space's capability calls.
+    let callLimiter = Mutex(CallRateLimiter())
+    /// The handlers of the space's capabilities, made on first use, by capability name.
+    private let handlers = Mutex<[String: any CapabilityHandler]>([:])
+    /// Sends `capabilities/invoke` to the client and awaits its answer (handlers of kind `client`).
+    let invokeClient: ClientInvoker
+    let state: Mutex<State>
 
-    init(record: SpaceRecord, policy: Policy, store: StateStore, environment: SpaceEnvironment, logger: Logger) {
+    init(
+        record: SpaceRecord, policy: Policy, store: StateStore, environment: SpaceEnvironment, logger: Logger,
+        invokeClient: @escaping ClientInvoker = Space.noClient
+    ) {
         self.id = record.spaceId
+        self.invokeClient = invokeClient
         self.store = store
         self.environment = environment
         var logger = logger
@@ -69,6 +79,35 @@ final class Space: Sendable {
     }
 
     var record: SpaceRecord { state.withLock { $0.record } }
+
+    /// `(params of capabilities/invoke, timeoutMs) → the client's result or error`.
+    typealias ClientInvoker = @Sendable (JSONValue, Int) async -> Result<JSONValue, RPCError>
+
+    static let noClient: ClientInvoker = { _, _ in
+        .failure(RPCError(.internalError, "no client can answer capabilities/invoke", hint: ""))
+    }
+
+    /// The handler of a capability, made on first use (an MCP server runs from then until the space goes away).
+    func capabilityHandler(for capability: CapabilityDeclaration) -> any CapabilityHandler {
+        handlers.withLock { handlers in
+            if let existing = handlers[capability.name] { return existing }
+            let made = Self.makeHandler(
+                for: capability, invokeClient: invokeClient, spaceId: id, secrets: secretValues, logger: logger)
+            handlers[capability.name] = made
+            return made
+        }
+    }
+
+    /// Stops what the handlers keep running (MCP servers).
+    func stopCapabilityHandlers() async {
+        let all = handlers.withLock { handlers in
+            defer { handlers = [:] }
+            return Array(handlers.values)
+        }
+        for handler in all { await handler.stop() }
+    }
+    /// The capabilities programs in the space may call.
+    var capabilities: [CapabilityDeclaration] { state.withLock { $0.record.capabilities } }
     var grants: [Grant] { state.withLock { $0.record.grants } }
 
     func addGrant(_ grant: Grant) {
@@ -118,6 +157,17 @@ final class Space: Sendable {
                 "workspace": ["root": .string(WorkspaceBoundary.root)], "createdAt": .string(state.record.createdAt),
             ]
             if environment.unsafeNoIsolation { result["unsafe"] = true }
+            if !state.record.capabilities.isEmpty {
+                result["capabilities"] = .array(
+                    state.record.capabilities.map { capability in
+                        var summary: [String: JSONValue] = [
+                            "name": .string(capability.name), "handler": .string(capability.handler.kind),
+                            "methods": .array(capability.methods.map { .string($0.name) }),
+                        ]
+                        if let description = capability.description { summary["description"] = .string(description) }
+                        return .object(summary)
+                    })
+            }
             if withStats {
                 let processes: Int =
                     if case .running(let worker) = state.worker, !worker.isClosed {
@@ -187,6 +237,7 @@ final class Space: Sendable {
             _ = await process.waitForExit()
             throw SpaceError.destroyed
         }
+        if !capabilities.isEmpty { try await installCapabilities(on: worker, writeDeclarations: false) }
         return worker
     }
 
@@ -201,9 +252,11 @@ final class Space: Sendable {
         let process: any WorkerProcess
         if environment.unsafeNoIsolation {
             do {
+                var variables = spec.environment
+                variables["SPACES_CAPABILITIES_RUNTIME"] = environment.capabilityRuntimePath
                 process = try UnsafeWorkerProcess(
                     bun: environment.bunPath, script: environment.workerScriptPath, workspace: workspace,
-                    environment: spec.environment)
+                    environment: variables)
             } catch {
                 throw SpaceError.workerDidNotStart(error.description)
             }

@@ -16,12 +16,15 @@ public struct SpaceEnvironment: Sendable {
     public var bunPath: String
     public var bunVersion: String
     public var workerScriptPath: String
+    /// The `spaces:capabilities` module (capabilities.js), preloaded into programs of spaces with capabilities.
+    public var capabilityRuntimePath: String = ""
     /// Workers run on the host with no isolation at all (`--unsafe-no-isolation`).
     public var unsafeNoIsolation = false
 
     /// Inside every space.
     static let bunInside = "/opt/spaces/bin/bun"
     static let workerInside = "/opt/spaces/worker.ts"
+    static let capabilityRuntimeInside = "/opt/spaces/capabilities.js"
 
     /// The sandbox of one space: its binds, the worker's environment, and the policy's limits as rlimits and
     /// cgroup limits (`processes` → RLIMIT_NPROC and pids.max, `memoryMiB` → the memory cgroup, `diskMiB` →
@@ -34,6 +37,7 @@ public struct SpaceEnvironment: Sendable {
             readOnlyBinds: [
                 SandboxSpec.ReadOnlyBind(hostPath: bunPath, insidePath: Self.bunInside),
                 SandboxSpec.ReadOnlyBind(hostPath: workerScriptPath, insidePath: Self.workerInside),
+                SandboxSpec.ReadOnlyBind(hostPath: capabilityRuntimePath, insidePath: Self.capabilityRuntimeInside),
             ],
             program: [Self.bunInside, Self.workerInside],
             environment: [
@@ -90,10 +94,17 @@ public struct SpaceEnvironment: Sendable {
                     hint: "build it with `swift build`, keep it next to spaces, or set SPACES_LAUNCHER"))
         }
         let version = bunVersion(bun) ?? "unknown"
-        return .success(
-            SpaceEnvironment(
-                launcherPath: launcher, bunPath: bun, bunVersion: version,
-                workerScriptPath: bundledWorker(source: worker, bun: bun, bunVersion: version) ?? worker))
+        var environment = SpaceEnvironment(
+            launcherPath: launcher, bunPath: bun, bunVersion: version,
+            workerScriptPath: bundledWorker(source: worker, bun: bun, bunVersion: version) ?? worker)
+        environment.capabilityRuntimePath = parentDirectory(worker) + "/capabilities.js"
+        guard access(environment.capabilityRuntimePath, R_OK) == 0 else {
+            return .failure(
+                LocateError(
+                    message: "the capability module (capabilities.js) was not found beside worker.ts",
+                    hint: "keep the agent-spaces_SpacesEngine.resources folder complete, next to the spaces binary"))
+        }
+        return .success(environment)
     }
 
     public struct LocateError: Error, CustomStringConvertible {

@@ -19,6 +19,8 @@ struct SpaceRecord: Sendable {
     var grants: [Grant] = []
     /// Days an ended run's transcript is kept; nil: the engine's `--retention-days`.
     var retentionDays: Int?
+    /// The capabilities programs in the space may call, as declared (secrets as `${secret:NAME}` references).
+    var capabilities: [CapabilityDeclaration] = []
 
     var json: JSONValue {
         [
@@ -27,6 +29,7 @@ struct SpaceRecord: Sendable {
             "seqReserved": JSONValue(seqReserved), "runs": .array(runs.map(\.json)),
             "secrets": .object(Dictionary(uniqueKeysWithValues: secrets.map { ($0.name, $0.json) })),
             "grants": .array(grants.map(\.json)), "retentionDays": retentionDays.map { JSONValue($0) } ?? .null,
+            "capabilities": .array(capabilities.map(\.json)),
         ]
     }
 
@@ -58,6 +61,10 @@ struct SpaceRecord: Sendable {
         secrets = (try? SecretReference.parse(Params(json["secrets"], path: "secrets"))) ?? []
         grants = (json["grants"]?.arrayValue ?? []).compactMap(Grant.init(json:))
         retentionDays = json["retentionDays"]?.intValue
+        let secretNames = Set(secrets.map(\.name))
+        capabilities = (json["capabilities"]?.arrayValue ?? []).enumerated().compactMap { index, value in
+            try? CapabilityDeclaration.parse(value, path: "capabilities[\(index)]", secrets: secretNames)
+        }
     }
 }
 

@@ -35,10 +35,13 @@ enum WorkerAnswer: Sendable {
 /// `state`, a `Mutex`.
 final class WorkerConnection: Sendable {
     typealias ChunkHandler = @Sendable (_ stream: String, _ data: String) -> Void
+    /// A capability call made by a program that the request started: `{call, capability, method, params}`.
+    typealias CallHandler = @Sendable (_ call: [String: JSONValue]) -> Void
 
     private struct Pending {
         var continuation: CheckedContinuation<WorkerAnswer, Never>
         var onChunk: ChunkHandler?
+        var onCall: CallHandler?
     }
 
     private struct State {
@@ -99,7 +102,7 @@ final class WorkerConnection: Sendable {
     /// before the answer arrives.
     /// `onSent` receives the request's id once it is written, to address a `cancel` at it.
     func request(
-        _ op: String, _ fields: [String: JSONValue], onChunk: ChunkHandler? = nil,
+        _ op: String, _ fields: [String: JSONValue], onChunk: ChunkHandler? = nil, onCall: CallHandler? = nil,
         onSent: (@Sendable (Int) -> Void)? = nil
     ) async -> WorkerAnswer {
         await withCheckedContinuation { continuation in
@@ -107,7 +110,7 @@ final class WorkerConnection: Sendable {
                 if let reason = state.closedReason { return (0, reason) }
                 let id = state.nextID
                 state.nextID += 1
-                state.pending[id] = Pending(continuation: continuation, onChunk: onChunk)
+                state.pending[id] = Pending(continuation: continuation, onChunk: onChunk, onCall: onCall)
                 return (id, nil)
             }
             if let reason = registered.1 {
@@ -163,6 +166,24 @@ final class WorkerConnection: Sendable {
             return
         }
         guard let id = fields["id"]?.intValue else { return }
+        if fields["call"] != nil {
+            let handler = state.withLock { $0.pending[id]?.onCall }
+            if let handler {
+                handler(fields)
+            } else if let call = fields["call"]?.intValue {
+                // The request that started the program has no call handler (or is gone): refuse the call.
+                post(
+                    "capability.answer",
+                    [
+                        "call": JSONValue(call), "ok": false,
+                        "error": CapabilityFailure(
+                            .denied, "this operation cannot call capabilities",
+                            hint: "call capabilities from code.run or command.run programs of a space that has them"
+                        ).json,
+                    ])
+            }
+            return
+        }
         if let stream = fields["stream"]?.stringValue {
             let handler = state.withLock { $0.pending[id]?.onChunk }
             handler?(stream, fields["data"]?.stringValue ?? "")

@@ -297,8 +297,11 @@ public enum PolicyEvaluator {
 
     // MARK: Capabilities
 
-    /// Decides a call of `name.method` under the `capabilities` rules (see ``CapabilityPattern``).
-    public static func decideCapability(_ name: String, method: String, under policy: Policy) -> Decision {
+    /// Decides a call of `name.method` under the `capabilities` rules (see ``CapabilityPattern``): deny, then
+    /// ask, then allow patterns; when none matches, the verdict for the method's `effect`, else the default.
+    public static func decideCapability(
+        _ name: String, method: String, effect: String? = nil, under policy: Policy
+    ) -> Decision {
         let call = "\(name).\(method)"
         let capabilities = policy.capabilities
         func matching(_ list: [String]) -> [String] {
@@ -307,8 +310,8 @@ public enum PolicyEvaluator {
         let denies = matching(capabilities.deny)
         let asks = matching(capabilities.ask)
         let allows = matching(capabilities.allow)
-        let allowChange =
-            allows.isEmpty && capabilities.defaultVerdict != .allow ? ["add \"\(call)\" to capabilities.allow"] : []
+        let fallback = capabilities.fallback(effect: effect)
+        let allowChange = allows.isEmpty && fallback.verdict != .allow ? ["add \"\(call)\" to capabilities.allow"] : []
         if let rule = denies.first {
             return Ruling(
                 verdict: .deny, rule: "capabilities.deny: \(rule)",
@@ -330,10 +333,13 @@ public enum PolicyEvaluator {
                 reason: "\(call) matches capabilities.allow \"\(rule)\"", changes: []
             ).decision
         }
-        let verdict = capabilities.defaultVerdict
+        let verdict = fallback.verdict
+        let reason =
+            fallback.rule == "capabilities.default"
+            ? "no capabilities rule matches \(call); the default is \(verdict.rawValue)"
+            : "no capabilities rule matches \(call), a \(effect ?? "") method; \(fallback.rule) is \(verdict.rawValue)"
         return Ruling(
-            verdict: verdict, rule: "capabilities.default",
-            reason: "no capabilities rule matches \(call); the default is \(verdict.rawValue)", changes: allowChange
+            verdict: verdict, rule: fallback.rule, reason: reason, changes: allowChange
         ).decision
     }
 }

@@ -35,6 +35,17 @@ public struct Policy: Sendable, Equatable {
         public var allow: [String]
         public var ask: [String]
         public var deny: [String]
+        /// The verdict, by a method's declared effect (`read`, `write`, `destructive`), when no pattern names
+        /// the call; an effect not listed takes `defaultVerdict`.
+        public var effects: [String: Verdict] = [:]
+
+        public static let effectNames = ["read", "write", "destructive"]
+
+        /// The verdict for a call no pattern names.
+        public func fallback(effect: String?) -> (verdict: Verdict, rule: String) {
+            if let effect, let verdict = effects[effect] { return (verdict, "capabilities.effects.\(effect)") }
+            return (defaultVerdict, "capabilities.default")
+        }
     }
 
     public struct Limits: Sendable, Equatable {
@@ -64,7 +75,8 @@ public struct Policy: Sendable, Equatable {
         filesystem: Filesystem(read: ["**"], write: ["**"], ask: [], deny: []),
         commands: Commands(defaultVerdict: .allow, allow: [], ask: [], deny: []),
         network: Network(defaultVerdict: .deny, allow: [], ask: []),
-        capabilities: Capabilities(defaultVerdict: .allow, allow: [], ask: [], deny: []),
+        capabilities: Capabilities(
+            defaultVerdict: .allow, allow: [], ask: [], deny: [], effects: ["destructive": .ask]),
         limits: defaultLimits, approvalTimeoutMs: 600_000)
 
     /// Read-only workspace; every command and capability asks.
@@ -141,8 +153,21 @@ extension Policy {
                 policy.network.ask = try hosts(section, "ask") ?? policy.network.ask
             }
             if let section = try params.optionalObject("capabilities") {
-                try section.rejectUnknown(allowed: ["default", "allow", "ask", "deny"])
-                policy.capabilities.defaultVerdict = try verdict(section) ?? policy.capabilities.defaultVerdict
+                try section.rejectUnknown(allowed: ["default", "effects", "allow", "ask", "deny"])
+                if let verdict = try verdict(section) {
+                    // A default given alone covers every effect.
+                    policy.capabilities.defaultVerdict = verdict
+                    policy.capabilities.effects = [:]
+                }
+                if let effects = try section.optionalObject("effects") {
+                    try effects.rejectUnknown(allowed: Set(Capabilities.effectNames))
+                    policy.capabilities.effects = [:]
+                    for effect in Capabilities.effectNames {
+                        if let name = try effects.oneOf(effect, Verdict.allCases.map(\.rawValue)) {
+                            policy.capabilities.effects[effect] = Verdict(rawValue: name)
+                        }
+                    }
+                }
                 policy.capabilities.allow = try capabilityPatterns(section, "allow") ?? policy.capabilities.allow
                 policy.capabilities.ask = try capabilityPatterns(section, "ask") ?? policy.capabilities.ask
                 policy.capabilities.deny = try capabilityPatterns(section, "deny") ?? policy.capabilities.deny
@@ -311,6 +336,7 @@ extension Policy {
             ],
             "capabilities": [
                 "default": .string(capabilities.defaultVerdict.rawValue),
+                "effects": .object(capabilities.effects.mapValues { .string($0.rawValue) }),
                 "allow": .array(capabilities.allow.map(JSONValue.string)),
                 "ask": .array(capabilities.ask.map(JSONValue.string)),
                 "deny": .array(capabilities.deny.map(JSONValue.string)),

@@ -844,7 +844,8 @@ private struct Evaluation {
 }
 
 /// Percent-decodes a URI fragment; nil when an escape is malformed or the bytes are not UTF-8.
-private func percentDecoded(_ text: String) -> String? {
+/// `text` with `%XX` escapes decoded; nil when an escape is malformed or the bytes are not UTF-8.
+package func percentDecoded(_ text: String) -> String? {
     guard text.contains("%") else { return text }
     var bytes: [UInt8] = []
     var iterator = Array(text.utf8).makeIterator()
@@ -929,5 +930,76 @@ private final class PreparedDocument: @unchecked Sendable {
         default:
             break
         }
+    }
+}
+
+extension JSONSchemaValidator {
+    /// The first thing in `schema` that would make every instance fail (a `$ref` that resolves to nothing in
+    /// the schema itself, a `pattern` that does not compile, a keyword of the wrong type), or nil when it is
+    /// usable. For checking schemas that clients declare before any instance meets them.
+    public static func problem(in schema: JSONValue) -> String? {
+        let validator = JSONSchemaValidator(document: schema)
+        func walk(_ value: JSONValue, at path: String, depth: Int) -> String? {
+            guard depth < maximumDepth else { return "\(path) nests too deeply" }
+            switch value {
+            case .object(let members):
+                if let reference = members["$ref"] {
+                    guard let text = reference.stringValue else { return "\(path).$ref is not a string" }
+                    if validator.resolve(text) == nil { return "\(path).$ref \"\(text)\" resolves to nothing" }
+                }
+                if let pattern = members["pattern"] {
+                    guard let text = pattern.stringValue else { return "\(path).pattern is not a string" }
+                    if (try? Regex(text)) == nil { return "\(path).pattern \"\(text)\" does not compile" }
+                }
+                if let required = members["required"],
+                    required.arrayValue?.allSatisfy({ $0.stringValue != nil }) != true
+                {
+                    return "\(path).required is not an array of strings"
+                }
+                if let type = members["type"] {
+                    let names = type.arrayValue ?? [type]
+                    let known: Set<String> = ["null", "boolean", "object", "array", "number", "integer", "string"]
+                    for name in names where !known.contains(name.stringValue ?? "") {
+                        return "\(path).type \(name.encoded()) is not a JSON Schema type"
+                    }
+                }
+                for key in ["properties", "patternProperties", "$defs", "definitions", "dependentSchemas"] {
+                    guard let map = members[key]?.objectValue else { continue }
+                    for (name, child) in map.sorted(by: { $0.key < $1.key }) {
+                        if let problem = walk(
+                            child, at: "\(path).\(key)[\(JSONValue.string(name).encoded())]", depth: depth + 1)
+                        {
+                            return problem
+                        }
+                    }
+                }
+                for key in [
+                    "items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames",
+                    "unevaluatedProperties", "unevaluatedItems", "additionalItems",
+                ] {
+                    guard let child = members[key] else { continue }
+                    if let problem = walk(child, at: "\(path).\(key)", depth: depth + 1) { return problem }
+                }
+                for key in ["allOf", "anyOf", "oneOf", "prefixItems"] {
+                    guard let list = members[key]?.arrayValue else { continue }
+                    for (index, child) in list.enumerated() {
+                        if let problem = walk(child, at: "\(path).\(key)[\(index)]", depth: depth + 1) {
+                            return problem
+                        }
+                    }
+                }
+            case .array(let elements):
+                // `items` in its older array form
+                for (index, child) in elements.enumerated() {
+                    if let problem = walk(child, at: "\(path)[\(index)]", depth: depth + 1) { return problem }
+                }
+            case .bool:
+                break
+            default:
+                return "\(path) is not a schema (an object or a boolean)"
+            }
+            return nil
+        }
+        return walk(schema, at: "schema", depth: 0)
     }
 }

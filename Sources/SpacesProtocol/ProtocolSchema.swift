@@ -22,6 +22,8 @@ public struct ProtocolSchema: Sendable {
     public let notifications: [String]
     /// The methods whose `status` is `planned`: defined by the protocol, not yet served (-32601), sorted.
     public let plannedMethods: [String]
+    /// The methods the engine sends to the client (`direction: engine-to-client`, `capabilities/invoke`), sorted.
+    public let engineMethods: [String]
 
     private let methodTable: [String: Entry]
     private let notificationTable: [String: Entry]
@@ -33,6 +35,7 @@ public struct ProtocolSchema: Sendable {
         methods = methodTable.keys.sorted()
         notifications = notificationTable.keys.sorted()
         plannedMethods = methodTable.filter { $0.value.status == "planned" }.keys.sorted()
+        engineMethods = methodTable.filter { $0.value.direction == "engine-to-client" }.keys.sorted()
     }
 
     /// Reads a method table; an entry is `{"params": "#/$defs/…", "result": "#/$defs/…", …}` or just the params

@@ -21,10 +21,19 @@ public final class StdioServer: Sendable {
     let output: OutputChannel
     let logger: Logger
     let maxLineBytes: Int
+    /// The Model Context Protocol face, for sessions that speak MCP (MCPServer.swift).
+    let mcp = MCPFace()
     private let engine = Mutex<Engine?>(nil)
     private let lifecycle = Mutex(Lifecycle.uninitialized)
     /// Messages routed but not yet answered; at end of input the server waits for them before exiting.
     private let unanswered = Mutex(0)
+    /// Requests sent to the client (`capabilities/invoke`) and not yet answered, by id (`e-1`, `e-2`, …).
+    private let outgoing = Mutex<OutgoingRequests>(OutgoingRequests())
+
+    private struct OutgoingRequests {
+        var next = 1
+        var waiting: [String: CheckedContinuation<Result<JSONValue, RPCError>, Never>] = [:]
+    }
 
     enum Lifecycle {
         case uninitialized
@@ -56,7 +65,57 @@ public final class StdioServer: Sendable {
         return fds[0]
     }
 
-    public func attach(_ engine: Engine) { self.engine.withLock { $0 = engine } }
+    public func attach(_ engine: Engine) {
+        self.engine.withLock { $0 = engine }
+        engine.setClientRequester { [weak self] method, params, timeoutMs in
+            guard let self else {
+                return .failure(RPCError(.internalError, "the server stopped", hint: "start a new engine"))
+            }
+            return await self.request(method, params: params, timeoutMs: timeoutMs)
+        }
+    }
+
+    /// Sends a request to the client and waits for its answer, at most `timeoutMs` (then -32603).
+    func request(_ method: String, params: JSONValue, timeoutMs: Int) async -> Result<JSONValue, RPCError> {
+        let id = outgoing.withLock { state in
+            defer { state.next += 1 }
+            return "e-\(state.next)"
+        }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(timeoutMs))
+            guard !Task.isCancelled else { return }
+            self?.settle(
+                id,
+                .failure(
+                    RPCError(
+                        .internalError, "the client did not answer \(method) within \(timeoutMs) ms",
+                        hint: "answer every capabilities/invoke request, with a result or an error")))
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { continuation in
+            outgoing.withLock { $0.waiting[id] = continuation }
+            output.send(["jsonrpc": "2.0", "id": .string(id), "method": .string(method), "params": params])
+        }
+    }
+
+    /// Resumes the request `id` waits on; later answers to it are ignored.
+    private func settle(_ id: String, _ result: Result<JSONValue, RPCError>) {
+        let waiter = outgoing.withLock { $0.waiting.removeValue(forKey: id) }
+        waiter?.resume(returning: result)
+    }
+
+    /// A response from the client to one of our requests.
+    private func receiveResponse(_ fields: [String: JSONValue]) {
+        guard let id = fields["id"]?.stringValue else { return }
+        if let result = fields["result"] {
+            settle(id, .success(result))
+        } else {
+            let error = fields["error"]
+            let message = error?["message"]?.stringValue ?? "the client answered with an error"
+            let hint = error?["data"]?["hint"]?.stringValue ?? ""
+            settle(id, .failure(RPCError(.internalError, message, hint: hint)))
+        }
+    }
 
     var currentEngine: Engine {
         engine.withLock { $0! }
@@ -104,6 +163,7 @@ public final class StdioServer: Sendable {
         }
         for await _ in done { break }
         logger.info("stopping: cancelling running work and stopping every space")
+        await mcp.end(currentEngine)
         await currentEngine.shutdown()
         // Cancelled batches still answer; give them a moment to be written before the process ends.
         for _ in 0..<1000 where unanswered.withLock({ $0 }) > 0 {
@@ -205,7 +265,7 @@ public final class StdioServer: Sendable {
         }
         guard case .string(let method)? = fields["method"] else {
             if fields["result"] != nil || fields["error"] != nil {
-                // A response from the client to a request of ours; none is expected in this version.
+                receiveResponse(fields)
                 respond(nil)
                 return
             }
@@ -224,6 +284,13 @@ public final class StdioServer: Sendable {
         }
 
         let state = lifecycle.withLock { $0 }
+        if mcp.takes(method, params, engineUninitialized: state == .uninitialized) {
+            let engine = currentEngine
+            mcp.handle(
+                method, params: params, id: id, isNotification: isNotification, engine: engine, logger: logger,
+                respond: respond)
+            return
+        }
         if method == "initialize" {
             guard state == .uninitialized else {
                 fail(
@@ -308,6 +375,11 @@ public final class StdioServer: Sendable {
                 let (executor, job) = try engine.prepareUpdatePolicy(params)
                 return (executor, nil, job)
             }
+        case "spaces/addCapability":
+            ordered { () throws(RPCError) in
+                let (executor, job) = try engine.prepareAddCapability(params)
+                return (executor, nil, job)
+            }
         case "spaces/destroy": later { () async throws(RPCError) in try await engine.destroySpace(params) }
         case "runs/start": now { () throws(RPCError) in try engine.startRun(params) }
         case "runs/end": now { () throws(RPCError) in try engine.endRun(params) }
@@ -326,6 +398,8 @@ public final class StdioServer: Sendable {
         case "grants/revoke": now { () throws(RPCError) in try engine.revokeGrant(params) }
         case "audit/read": later { () throws(RPCError) in try engine.readAudit(params) }
         case "audit/verify": later { () throws(RPCError) in try engine.verifyAudit(params) }
+        case "tools/list": now { () throws(RPCError) in try engine.listTools(params) }
+        case "tools/call": engine.callTool(params, requestID: isNotification ? nil : id, answer: answer)
         case "notifications/cancelled":
             if let requestID = params.members["requestId"] { engine.cancelRequest(requestID) }
             respond(nil)
@@ -350,9 +424,7 @@ public final class StdioServer: Sendable {
         }
     }
 
-    static let laterMethods: Set<String> = [
-        "tools/list", "tools/call",
-    ]
+    static let laterMethods: Set<String> = []
 }
 
 /// Gathers the answers of a JSON-RPC batch; sends them once every element has answered.

@@ -122,7 +122,7 @@ struct Bench: ParsableCommand {
             engine.closeInput()
             _ = engine.waitForExit(timeoutMs: 10_000)
         }
-        try client.call("initialize", ["protocolVersion": "0.1"])
+        try client.call("initialize", ["protocolVersion": "0.1", "capabilities": ["capabilityHandlers": true]])
         let baseline = try BwrapBaseline(bwrap: bwrap, bun: bunPath, root: root)
 
         var rows: [Row] = []
@@ -215,6 +215,13 @@ struct Bench: ParsableCommand {
                 },
                 baseline: try (0..<runs).map { _ in try server.runTrue() }, target: "≤ 1.2 ms p50"))
 
+        print("measuring capability calls from code (\(Self.capabilityCalls) per program)…")
+        rows.append(
+            Row(
+                name: "capability call round trip (client handler)", unit: "ms",
+                engine: try Self.capabilityCallTimes(client),
+                baseline: try baseline.callTimes(count: Self.capabilityCalls), target: "≤ 0.300 ms p50"))
+
         print("measuring the baseline's hello journey…")
         let journeys = max(10, creates / 2)
         let baselineJourneys = try (0..<journeys).map { _ in try baseline.helloJourney(source: Self.hello) }
@@ -235,6 +242,60 @@ struct Bench: ParsableCommand {
         print(
             "(for ops/s, ratio = engine / baseline: above 1 is faster). Baseline: bwrap --unshare-all + bun, same machine, same run."
         )
+    }
+
+    static let capabilityCalls = 1000
+
+    /// The program that times its own calls: `await bench.echo({i})` in a loop, after a warm-up.
+    static let callProgram = """
+        import { bench } from "spaces:capabilities";
+        for (let i = 0; i < 50; i++) await bench.echo({ i });
+        const times: number[] = [];
+        for (let i = 0; i < \(capabilityCalls); i++) {
+          const start = performance.now();
+          await bench.echo({ i });
+          times.push(performance.now() - start);
+        }
+        console.log(JSON.stringify(times));
+        """
+
+    /// Each call's round trip, from the program in a space through the engine to this client and back, in ms.
+    static func capabilityCallTimes(_ client: EngineClient) throws -> [Double] {
+        client.onRequest = { method, params in
+            method == "capabilities/invoke" ? ["ok": true, "i": params["params"]?["i"] ?? .null] : nil
+        }
+        defer { client.onRequest = nil }
+        let space = try client.call(
+            "spaces/create",
+            [
+                "name": "bench-capabilities",
+                "capabilities": [
+                    [
+                        "name": "bench", "methods": ["echo": ["effect": "read"]], "handler": ["kind": "client"],
+                    ]
+                ],
+            ])
+        let spaceId = space["spaceId"] ?? .null
+        defer { _ = try? client.call("spaces/destroy", ["spaceId": spaceId]) }
+        let result = try client.call(
+            "operations/submit",
+            [
+                "spaceId": spaceId,
+                "operations": [
+                    [
+                        "kind": "code.run", "language": "typescript", "source": .string(callProgram),
+                        "timeoutMs": 120_000,
+                    ]
+                ],
+            ])
+        let exited = (result["events"]?.arrayValue ?? []).first { $0["type"] == "command.exited" }
+        guard let stdout = exited?["stdout"]?.stringValue,
+            let times = try? JSONValue.parse(Array(stdout.utf8)).arrayValue?.compactMap(\.doubleValue),
+            times.count == capabilityCalls
+        else {
+            throw ValidationError("the capability benchmark program failed: \(result)")
+        }
+        return times
     }
 
     static func now() -> Double {
@@ -351,6 +412,58 @@ struct BwrapBaseline {
             "--chdir", "/workspace", "--setenv", "HOME", "/tmp", "--setenv", "BUN_RUNTIME_TRANSPILER_CACHE_PATH", "0",
         ]
         return arguments + program
+    }
+
+    /// The floor for a capability call: a Bun program in bwrap that sends each call as a line on stdout to this
+    /// process, which answers on its stdin (one process hop each way, no engine in between).
+    func callTimes(count: Int) throws -> [Double] {
+        let program = """
+            const decoder = new TextDecoder();
+            let pending = "";
+            const reader = Bun.stdin.stream().getReader();
+            async function line(): Promise<string> {
+              for (;;) {
+                const newline = pending.indexOf("\\n");
+                if (newline >= 0) { const text = pending.slice(0, newline); pending = pending.slice(newline + 1); return text; }
+                const { value, done } = await reader.read();
+                if (done) throw new Error("closed");
+                pending += decoder.decode(value, { stream: true });
+              }
+            }
+            async function call(i: number): Promise<unknown> {
+              process.stdout.write(JSON.stringify({ method: "echo", params: { i } }) + "\\n");
+              return JSON.parse(await line());
+            }
+            for (let i = 0; i < 50; i++) await call(i);
+            const times: number[] = [];
+            for (let i = 0; i < \(count); i++) {
+              const start = performance.now();
+              await call(i);
+              times.push(performance.now() - start);
+            }
+            process.stdout.write("times " + JSON.stringify(times) + "\\n");
+            """
+        try write(root + "/baseline/calls.ts", program)
+        let workspace = freshWorkspace()
+        defer { _ = system("rm -rf '\(workspace)'") }
+        var arguments = arguments(workspace: workspace, program: ["/opt/bun", "/opt/calls.ts"])
+        arguments.insert(contentsOf: ["--ro-bind", root + "/baseline/calls.ts", "/opt/calls.ts"], at: 1)
+        let process = try EngineProcess(arguments: arguments, logPath: root + "/baseline.log")
+        defer {
+            process.closeInput()
+            _ = process.waitForExit(timeoutMs: 5_000)
+        }
+        while let line = try process.nextLine(timeoutMs: 30_000) {
+            let text = String(decoding: line, as: UTF8.self)
+            if text.hasPrefix("times ") {
+                guard let times = try? JSONValue.parse(Array(text.dropFirst(6).utf8)).arrayValue else { break }
+                return times.compactMap(\.doubleValue)
+            }
+            guard let call = try? JSONValue.parse(line) else { continue }
+            let answer: JSONValue = ["ok": true, "i": call["params"]?["i"] ?? .null]
+            try process.send(answer.encodedBytes() + [0x0A])
+        }
+        throw ValidationError("the baseline call program failed; see \(root)/baseline.log")
     }
 
     func freshWorkspace() -> String {

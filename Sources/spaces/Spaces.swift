@@ -75,6 +75,8 @@ struct Serve: AsyncParsableCommand {
         help: "DANGER: run every space's code directly on this host, as this user, with no isolation at all.")
     var unsafeNoIsolation = false
 
+    @OptionGroup var mcpOptions: MCPOptions
+
     func run() async throws {
         let output = OutputChannel.claimStandardOutput()
         let logger = options.makeLogger(unsafe: unsafeNoIsolation)
@@ -89,10 +91,11 @@ struct Serve: AsyncParsableCommand {
                 "running WITHOUT ISOLATION (--unsafe-no-isolation): code in every space runs on this host as this user")
         }
         let server = StdioServer(output: output, logger: logger, maxLineBytes: maxLineBytes)
+        try mcpOptions.configure(server)
         let engine: Engine
         do {
             engine = try Engine(configuration: configuration, logger: logger) { method, params in
-                output.send(["jsonrpc": "2.0", "method": .string(method), "params": params])
+                server.sendNotification(method, params)
             }
         } catch {
             logger.critical("\(error.message) — \(error.hint)")

@@ -25,6 +25,11 @@ final class AttackEngine {
     private(set) var initializeResult: JSONValue = .null
     private var responses: [Int: JSONValue] = [:]
     private(set) var notifications: [JSONValue] = []
+    /// Answers `capabilities/invoke` requests (params `{spaceId, capability, method, params}`): a result, or an
+    /// error message. nil leaves them unanswered.
+    var onInvoke: ((JSONValue) -> Result<JSONValue, AttackFailure>?)?
+    /// Every `capabilities/invoke` request the engine sent.
+    private(set) var invocations: [JSONValue] = []
 
     /// The built `spaces` executable: `SPACES_BIN`, else beside the test bundle.
     static var binary: String {
@@ -47,7 +52,8 @@ final class AttackEngine {
             arguments: [Self.binary, "serve", "--state-dir", stateDir + "/state", "--log-level", "warning"] + arguments,
             logPath: stateDir + "/engine.log", environment: environment)
         client = EngineClient(process: process, timeoutMs: 60_000)
-        initializeResult = try call("initialize", ["protocolVersion": "0.1"])
+        initializeResult = try call(
+            "initialize", ["protocolVersion": "0.1", "capabilities": ["capabilityHandlers": true]])
     }
 
     deinit {
@@ -106,7 +112,22 @@ final class AttackEngine {
             throw AttackFailure(description: "the engine closed its output")
         }
         let message = try JSONValue.parse(line)
-        if let id = message["id"]?.intValue {
+        if message["method"] == "capabilities/invoke", let id = message["id"] {
+            invocations.append(message["params"] ?? .null)
+            let answer: JSONValue? =
+                switch onInvoke?(message["params"] ?? .null) {
+                case .success(let result)?: ["jsonrpc": "2.0", "id": id, "result": result]
+                case .failure(let failure)?:
+                    [
+                        "jsonrpc": "2.0", "id": id,
+                        "error": [
+                            "code": -32000, "message": .string(failure.description), "data": ["hint": "check the CRM"],
+                        ],
+                    ]
+                case nil: nil
+                }
+            if let answer { try process.send(answer.encodedBytes() + [0x0A]) }
+        } else if let id = message["id"]?.intValue {
             responses[id] = message
         } else if message["id"] == .null, let error = message["error"] {
             throw AttackFailure(description: "the engine refused a request line: \(error)")
@@ -337,6 +358,20 @@ enum Host {
         let path = directory + "/" + name
         write(path, content)
         return (path, content)
+    }
+
+    /// What a host shell command prints (stdout and whatever it redirects there).
+    static func capture(_ command: String) -> String {
+        guard let pipe = popen(command, "r") else { return "" }
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = fread(&buffer, 1, buffer.count, pipe)
+            if count <= 0 { break }
+            output += buffer[0..<count]
+        }
+        pclose(pipe)
+        return String(decoding: output, as: UTF8.self)
     }
 
     /// Host processes whose command line contains `marker`.

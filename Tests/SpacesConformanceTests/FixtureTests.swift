@@ -54,9 +54,14 @@ import Testing
             var wildcards: [String] = []
             let concrete = Self.concretize(element, path: "", wildcards: &wildcards)
             let violations =
-                element["method"] != nil && element["id"] == nil
-                ? Self.schema.validateNotification(concrete)
-                : Self.schema.validateResponse(concrete, method: element["id"].flatMap { methods[$0] })
+                if element["method"] == nil {
+                    Self.schema.validateResponse(concrete, method: element["id"].flatMap { methods[$0] })
+                } else if element["id"] == nil {
+                    Self.schema.validateNotification(concrete)
+                } else {
+                    // A request the engine sends (capabilities/invoke).
+                    Self.schema.validateRequest(concrete)
+                }
             let real = violations.filter { violation in
                 !wildcards.contains {
                     violation.instancePath == $0 || violation.instancePath.hasPrefix($0 + ".")

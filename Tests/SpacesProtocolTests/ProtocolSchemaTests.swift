@@ -48,10 +48,22 @@ private let space = """
        "filesystem": {"read": ["**"], "write": ["**"], "ask": [], "deny": ["**/.env"]},
        "commands": {"default": "allow", "allow": [], "ask": ["git push *"], "deny": []},
        "network": {"default": "deny", "allow": [], "ask": []},
-       "capabilities": {"default": "allow", "allow": [], "ask": [], "deny": []},
+       "capabilities": {"default": "allow", "effects": {"destructive": "ask"}, "allow": [], "ask": [], "deny": []},
        "limits": {"memoryMiB": 1024, "processes": 256, "timeoutMs": 120000, "outputBytes": 1048576, "diskMiB": 1024},
        "approvalTimeoutMs": 600000},
-     "workspace": {"root": "/workspace"}, "createdAt": "2026-11-26T00:17:12.123Z"}
+     "workspace": {"root": "/workspace"}, "createdAt": "2026-11-26T00:17:12.123Z",
+     "capabilities": [{"name": "crm", "description": "Customer records", "handler": "client", "methods": ["delete", "search"]},
+                      {"name": "files", "handler": "mcp", "methods": ["read-file"]}]}
+    """
+
+/// A capability as `spaces/addCapability` answers it: every method with its effect, the handler with its timeout.
+private let storedCapability = """
+    {"name": "weather", "description": "Forecasts",
+     "methods": {"today": {"effect": "read", "params": {"type": "object", "properties": {"city": {"type": "string"}}},
+                           "http": {"method": "GET", "path": "/today/{city}"}},
+                 "alert-clear": {"effect": "destructive", "description": "Clears alerts", "result": true}},
+     "handler": {"kind": "http", "baseUrl": "https://api.example.com/v1",
+                 "headers": {"Authorization": "Bearer ${secret:TOKEN}"}, "timeoutMs": 30000}}
     """
 
 private let allOperations = """
@@ -96,7 +108,12 @@ private let allEvents = """
       "why": "commands.ask: git push *", "impact": "changes a remote repository", "options": ["allow_once", "allow_for_space", "deny"]},
      {"seq": 14, "batchId": "b_0123456789abcdef", "opId": "p", "type": "approval.resolved", "at": "2026-11-26T00:17:12.126Z",
       "approvalId": "ap_0123456789abcdef", "decision": "deny", "by": "timeout"},
-     {"seq": 15, "batchId": "b_0123456789abcdef", "opId": "p", "type": "output.redacted", "at": "2026-11-26T00:17:12.126Z", "count": 1}]
+     {"seq": 15, "batchId": "b_0123456789abcdef", "opId": "p", "type": "output.redacted", "at": "2026-11-26T00:17:12.126Z", "count": 1},
+     {"seq": 16, "batchId": "b_0123456789abcdef", "opId": "c", "type": "capability.called", "at": "2026-11-26T00:17:12.126Z",
+      "capability": "crm", "method": "search", "durationMs": 12, "ok": true, "bytes": 20480},
+     {"seq": 17, "batchId": "b_0123456789abcdef", "opId": "c", "type": "capability.called", "at": "2026-11-26T00:17:12.127Z",
+      "capability": "crm", "method": "delete", "durationMs": 3, "ok": false,
+      "error": {"code": "DENIED", "message": "crm.delete matches capabilities.deny \\"crm.delete\\"", "hint": "remove it"}}]
     """
 
 /// Messages that must pass: what to check them as, and the JSON text.
@@ -115,8 +132,9 @@ private let validRequests: [String] = [
       "capabilities": [{"name": "crm", "description": "Customer records",
         "methods": {"search": {"description": "find", "params": {"type": "object"}, "result": true}},
         "handler": {"kind": "client"}},
-        {"name": "weather", "methods": {"today": {}}, "handler": {"kind": "http", "baseUrl": "https://api.example.com", "headers": {"Authorization": {"secret": "api_key"}, "Accept": "application/json"}}},
-        {"name": "files", "methods": {"read": {}}, "handler": {"kind": "mcp", "command": ["mcp-files", "--root", "/srv"]}}],
+        {"name": "weather", "methods": {"today": {"effect": "read", "http": {"method": "GET", "path": "/today/{city}"}}},
+         "handler": {"kind": "http", "baseUrl": "https://api.example.com", "headers": {"Authorization": "Bearer ${secret:api_key}", "Accept": "application/json"}, "timeoutMs": 5000}},
+        {"name": "files", "handler": {"kind": "mcp", "command": ["mcp-files", "--root", "/srv"], "env": {"TOKEN": "${secret:api_key}"}, "cwd": "/srv", "timeoutMs": 600000}}],
       "limits": {"memoryMiB": 512}}}
     """,
     #"{"jsonrpc": "2.0", "id": 4, "method": "spaces/list", "params": {}}"#,
@@ -131,6 +149,9 @@ private let validRequests: [String] = [
     """,
     #"{"jsonrpc": "2.0", "id": 10, "method": "operations/cancel", "params": {"batchId": "b_0123456789abcdef"}}"#,
     #"{"jsonrpc": "2.0", "id": 11, "method": "spaces/updatePolicy", "params": {"spaceId": "sp_0123456789abcdef", "policy": "open"}}"#,
+    #"{"jsonrpc": "2.0", "id": 11, "method": "spaces/updatePolicy", "params": {"spaceId": "sp_0123456789abcdef", "policy": {"capabilities": {"default": "allow", "effects": {"write": "ask", "destructive": "deny"}, "ask": ["crm.export*"]}}}}"#,
+    #"{"jsonrpc": "2.0", "id": 18, "method": "spaces/addCapability", "params": {"spaceId": "sp_0123456789abcdef", "capability": \#(storedCapability)}}"#,
+    #"{"jsonrpc": "2.0", "id": 18, "method": "spaces/addCapability", "params": {"spaceId": "sp_0123456789abcdef", "capability": {"name": "crm", "methods": {"search": {}}, "handler": {"kind": "client", "timeoutMs": 1}}}}"#,
     #"{"jsonrpc": "2.0", "id": 12, "method": "approvals/resolve", "params": {"approvalId": "ap_0123456789abcdef", "decision": "allow_for_space", "note": "ok"}}"#,
     #"{"jsonrpc": "2.0", "id": 13, "method": "approvals/list", "params": {}}"#,
     #"{"jsonrpc": "2.0", "id": 14, "method": "grants/revoke", "params": {"grantId": "gr_0123456789abcdef"}}"#,
@@ -205,6 +226,10 @@ private let validResponses: [(method: String?, json: String)] = [
         #"{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "invalid JSON at byte 3", "data": {"hint": "send one JSON value per line"}}}"#
     ),
     ("capabilities/invoke", #"{"jsonrpc": "2.0", "id": "e-1", "result": [{"id": 1}]}"#),
+    (
+        "spaces/addCapability",
+        #"{"jsonrpc": "2.0", "id": 18, "result": {"spaceId": "sp_0123456789abcdef", "capability": \#(storedCapability), "declarations": ".spaces/capabilities.d.ts"}}"#
+    ),
     (
         "spaces/frobnicate",
         #"{"jsonrpc": "2.0", "id": 3, "error": {"code": -32601, "message": "unknown method 'spaces/frobnicate'", "data": {"hint": "check the spelling", "field": "method"}}}"#
@@ -387,6 +412,55 @@ let invalidMessages: [InvalidMessage] = [
         path: "params.capabilities[0].handler.kind",
         message: #"unknown kind "grpc" (expected one of "client", "http", "mcp")"#),
     InvalidMessage(
+        name: "capability name", check: .request,
+        json: create(#"{"capabilities": [{"name": "crm-api", "methods": {"a": {}}, "handler": {"kind": "client"}}]}"#),
+        path: "params.capabilities[0].name", message: "expected a string matching ^[A-Za-z_][A-Za-z0-9_]*$"),
+    InvalidMessage(
+        name: "capability without methods", check: .request,
+        json: create(#"{"capabilities": [{"name": "crm", "handler": {"kind": "client"}}]}"#),
+        path: "params.capabilities[0].methods", message: "missing required property 'methods'"),
+    InvalidMessage(
+        name: "capability method effect", check: .request,
+        json: create(
+            #"{"capabilities": [{"name": "crm", "methods": {"a": {"effect": "harmless"}}, "handler": {"kind": "client"}}]}"#
+        ),
+        path: "params.capabilities[0].methods.a.effect",
+        message: #"expected one of "read", "write", "destructive", got "harmless""#),
+    InvalidMessage(
+        name: "capability method schema", check: .request,
+        json: create(
+            #"{"capabilities": [{"name": "crm", "methods": {"a": {"params": 5}}, "handler": {"kind": "client"}}]}"#),
+        path: "params.capabilities[0].methods.a.params", message: "expected object or boolean, got number"),
+    InvalidMessage(
+        name: "http header as a secret object", check: .request,
+        json: create(
+            #"{"capabilities": [{"name": "crm", "methods": {"a": {}}, "handler": {"kind": "http", "baseUrl": "https://x.example", "headers": {"Authorization": {"secret": "TOKEN"}}}}]}"#
+        ),
+        path: "params.capabilities[0].handler.headers.Authorization", message: "expected string, got object"),
+    InvalidMessage(
+        name: "capability handler timeout", check: .request,
+        json: create(
+            #"{"capabilities": [{"name": "crm", "methods": {"a": {}}, "handler": {"kind": "client", "timeoutMs": 600001}}]}"#
+        ),
+        path: "params.capabilities[0].handler.timeoutMs", message: "expected a number <= 600000"),
+    InvalidMessage(
+        name: "addCapability without capability", check: .request,
+        json:
+            #"{"jsonrpc": "2.0", "id": 1, "method": "spaces/addCapability", "params": {"spaceId": "sp_0123456789abcdef"}}"#,
+        path: "params.capability", message: "missing required property 'capability'"),
+    InvalidMessage(
+        name: "capability.called without bytes", check: .response("operations/submit"),
+        json: result(
+            #"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event(#", "capability": "crm", "method": "search", "durationMs": 1, "ok": true"#, type: "capability.called"))]}"#
+        ),
+        path: "result.events[0].bytes", message: "missing required property 'bytes'"),
+    InvalidMessage(
+        name: "capability.called error code", check: .response("operations/submit"),
+        json: result(
+            #"{"batchId": "b_0123456789abcdef", "status": "completed", "events": [\#(event(#", "capability": "crm", "method": "search", "durationMs": 1, "ok": false, "error": {"code": "ENOENT", "message": "m", "hint": "h"}"#, type: "capability.called"))]}"#
+        ),
+        path: "result.events[0].error.code", message: #"expected one of "DENIED""#),
+    InvalidMessage(
         name: "runs/end status", check: .request,
         json:
             #"{"jsonrpc": "2.0", "id": 1, "method": "runs/end", "params": {"runId": "run_0123456789abcdef", "status": "done"}}"#,
@@ -536,13 +610,10 @@ struct ProtocolSchemaTests {
             schema.methods == [
                 "approvals/list", "approvals/resolve", "audit/read", "audit/verify", "capabilities/invoke",
                 "grants/list", "grants/revoke", "initialize", "operations/cancel", "operations/submit", "runs/end",
-                "runs/replay", "runs/start", "runs/transcript", "shutdown", "spaces/create", "spaces/destroy",
-                "spaces/get", "spaces/list", "spaces/updatePolicy", "tools/call", "tools/list",
+                "runs/replay", "runs/start", "runs/transcript", "shutdown", "spaces/addCapability", "spaces/create",
+                "spaces/destroy", "spaces/get", "spaces/list", "spaces/updatePolicy", "tools/call", "tools/list",
             ])
-        #expect(
-            schema.plannedMethods == [
-                "capabilities/invoke", "tools/call", "tools/list",
-            ])
+        #expect(schema.plannedMethods == [])
         #expect(
             schema.notifications == ["approvals/requested", "events/emitted", "log/message", "notifications/cancelled"])
     }
@@ -557,9 +628,9 @@ struct ProtocolSchemaTests {
             Set(types) == [
                 "operation.started", "operation.completed", "operation.failed", "policy.denied", "file.written",
                 "file.content", "file.edited", "file.deleted", "file.listing", "file.moved", "command.output",
-                "command.exited", "approval.requested", "approval.resolved", "output.redacted",
+                "command.exited", "approval.requested", "approval.resolved", "output.redacted", "capability.called",
             ])
-        #expect(types.count == 15)
+        #expect(types.count == 16)
     }
 
     /// The schema's operation kinds are the engine's, and every operation the schema accepts, the engine's

@@ -31,6 +31,8 @@ class WorkerProcess {
   readonly ready: Promise<any>;
   private waiting = new Map<number | null, (a: Answer) => void>();
   private chunks = new Map<number, { stream: string; data: string }[]>();
+  /** Capability calls forwarded by the worker (`{id, call, capability, method, params}`). */
+  onCall: (call: any) => void = () => {};
   /** answers nobody waited for (e.g. id null) */
   readonly unclaimed: Answer[] = [];
   private nextId = 1;
@@ -40,13 +42,14 @@ class WorkerProcess {
   constructor(
     readonly workspace: string,
     readonly tmp: string,
+    extraEnv: Record<string, string> = {},
   ) {
     const req = nodePath.join(tmp, `req-${process.hrtime.bigint()}`);
     const ans = nodePath.join(tmp, `ans-${process.hrtime.bigint()}`);
     const mk = Bun.spawnSync(["mkfifo", req, ans]);
     if (mk.exitCode !== 0) throw new Error("mkfifo failed");
     this.proc = Bun.spawn(["/bin/sh", "-c", 'exec "$0" "$1" 3<"$2" 4>"$3"', process.execPath, WORKER, req, ans], {
-      env: { SPACES_WORKSPACE: workspace, TMPDIR: tmp, PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      env: { SPACES_WORKSPACE: workspace, TMPDIR: tmp, PATH: process.env.PATH ?? "/usr/bin:/bin", ...extraEnv },
       stdio: ["ignore", "inherit", "pipe"],
     });
     this.stderr = new Response(this.proc.stderr as ReadableStream).text();
@@ -73,6 +76,10 @@ class WorkerProcess {
         if (first) {
           first = false;
           readyResolve(msg);
+          continue;
+        }
+        if ("call" in msg) {
+          this.onCall(msg);
           continue;
         }
         if ("stream" in msg) {
@@ -1182,5 +1189,101 @@ describe("disk limit", () => {
     expect(edit.code).toBe("ENOSPC");
     expect(fs.readFileSync(at("disk/a.txt"), "utf8")).toBe("z");
     fs.rmSync(at("disk"), { recursive: true });
+  });
+});
+
+describe("capability calls", () => {
+  const RUNTIME = nodePath.resolve(import.meta.dir, "../../Sources/SpacesEngine/Resources/capabilities.js");
+  let cw: WorkerProcess;
+  const capWs = nodePath.join(tmpRoot, "cap-workspace");
+
+  beforeAll(async () => {
+    fs.mkdirSync(capWs, { recursive: true });
+    cw = new WorkerProcess(capWs, tmpRoot, { SPACES_CAPABILITIES_RUNTIME: RUNTIME });
+    await cw.ready;
+  });
+
+  afterAll(async () => {
+    cw.closeRequests();
+    await cw.exited;
+  });
+
+  const program = (source: string, timeoutMs = 10_000) =>
+    cw.request("code.run", { source, timeoutMs, outputBytes: 1 << 20, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+
+  test("a program's call is forwarded tagged with its request, and the engine's answer returns into it", async () => {
+    expect((await cw.ok("capabilities", { manifest: [{ name: "crm", methods: ["search"] }] })).socket).toContain(
+      ".spaces-capabilities-",
+    );
+    const calls: any[] = [];
+    cw.onCall = (call) => {
+      calls.push(call);
+      const ok = call.params?.q === "acme";
+      const answer = ok
+        ? { op: "capability.answer", call: call.call, ok: true, result: [{ id: 1, name: "Acme" }] }
+        : { op: "capability.answer", call: call.call, ok: false, error: { code: "DENIED", message: "no", hint: "h" } };
+      cw.writeRaw(JSON.stringify({ id: cw.id(), ...answer }) + "\n");
+    };
+    const id = cw.id();
+    const answer = cw.wait(id);
+    await cw.writeRaw(
+      JSON.stringify({
+        id,
+        op: "code.run",
+        timeoutMs: 10_000,
+        outputBytes: 1 << 20,
+        source: `import { crm, CapabilityError } from "spaces:capabilities";
+          console.log(JSON.stringify(await crm.search({ q: "acme" })));
+          try { await crm.search({ q: "other" }); } catch (e) { console.log(e instanceof CapabilityError, e.code, e.hint); }`,
+      }) + "\n",
+    );
+    const result = (await answer).result;
+    expect(result.stdout).toBe('[{"id":1,"name":"Acme"}]\ntrue DENIED h\n');
+    expect(calls.map((c) => [c.id, c.capability, c.method, c.params])).toEqual([
+      [id, "crm", "search", { q: "acme" }],
+      [id, "crm", "search", { q: "other" }],
+    ]);
+    // The environment carries the socket, a token and the manifest, but no answers were given by the worker itself.
+    expect(result.exitCode).toBe(0);
+  });
+
+  test("the timeout clock stops while a call is outstanding", async () => {
+    cw.onCall = (call) => {
+      setTimeout(
+        () => cw.writeRaw(JSON.stringify({ id: cw.id(), op: "capability.answer", call: call.call, ok: true, result: 42 }) + "\n"),
+        1500,
+      );
+    };
+    const answer = await program(
+      `import { crm } from "spaces:capabilities"; console.log(await crm.search({}));`,
+      1000,
+    );
+    expect(answer.result.timedOut).toBe(false);
+    expect(answer.result.stdout).toBe("42\n");
+  });
+
+  test("a program that outlives its run is refused by the worker, without reaching the engine", async () => {
+    const calls: any[] = [];
+    cw.onCall = (call) => calls.push(call);
+    const script = nodePath.join(capWs, "late.ts");
+    fs.writeFileSync(
+      script,
+      `import { crm } from "spaces:capabilities";
+       await Bun.sleep(700);
+       try { await crm.search({}); } catch (e: any) { require("node:fs").writeFileSync(${JSON.stringify(nodePath.join(capWs, "late.txt"))}, e.code); }`,
+    );
+    const started = await program(
+      `Bun.spawn([process.execPath, ${JSON.stringify(script)}], { stdio: ["ignore", "ignore", "ignore"] }).unref();`,
+    );
+    expect(started.ok).toBe(true);
+    expect(await until(() => fs.existsSync(nodePath.join(capWs, "late.txt")), 5000)).toBe(true);
+    expect(fs.readFileSync(nodePath.join(capWs, "late.txt"), "utf8")).toBe("DENIED");
+    expect(calls).toEqual([]);
+  });
+
+  test("without capabilities, programs get no socket and the module does not resolve", async () => {
+    await cw.ok("capabilities", { manifest: [] });
+    const answer = await program(`console.log(process.env.SPACES_CAPABILITIES_SOCKET ?? "none")`);
+    expect(answer.result.stdout).toBe("none\n");
   });
 });

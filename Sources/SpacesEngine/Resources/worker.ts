@@ -1017,6 +1017,11 @@ interface Running {
   timedOut: boolean;
   kill(): void;
   codeFile?: string;
+  /** Capability calls of this run's programs that the engine has not answered yet. */
+  outstanding: number;
+  /** Stops the timeout clock while a capability call is outstanding (it may wait for a person), restarts it after. */
+  pauseClock(): void;
+  resumeClock(): void;
 }
 
 const running = new Map<number, Running>();
@@ -1212,6 +1217,8 @@ function buildEnv(req: any): Record<string, string> {
 }
 
 interface RunSpec {
+  /** The token that attributes capability calls to this run (see Capabilities below). */
+  token?: string;
   argv: string[];
   cwd: string;
   env: Record<string, string>;
@@ -1268,6 +1275,10 @@ async function run(id: number, spec: RunSpec): Promise<void> {
     );
   }
   const pid = proc.pid;
+  let exited = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let remainingMs = spec.timeoutMs;
+  let armedAt = performance.now();
   const entry: Running = {
     id,
     pid,
@@ -1275,9 +1286,20 @@ async function run(id: number, spec: RunSpec): Promise<void> {
     timedOut: false,
     kill: () => {},
     codeFile: spec.codeFile,
+    outstanding: 0,
+    pauseClock: () => {
+      if (timer === undefined) return;
+      clearTimeout(timer);
+      timer = undefined;
+      remainingMs = Math.max(0, remainingMs - (performance.now() - armedAt));
+    },
+    resumeClock: () => {
+      if (timer !== undefined || exited) return;
+      armedAt = performance.now();
+      timer = setTimeout(onTimeout, remainingMs);
+    },
   };
   const readers: any[] = [];
-  let exited = false;
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
   let killed = false;
   const armGrace = () => {
@@ -1293,10 +1315,12 @@ async function run(id: number, spec: RunSpec): Promise<void> {
     armGrace();
   };
   running.set(id, entry);
-  const timer = setTimeout(() => {
+  if (spec.token) runsByToken.set(spec.token, entry);
+  function onTimeout(): void {
     entry.timedOut = true;
     entry.kill();
-  }, spec.timeoutMs);
+  }
+  timer = setTimeout(onTimeout, spec.timeoutMs);
   const exitedPromise = proc.exited.then(() => {
     exited = true;
     armGrace();
@@ -1308,9 +1332,11 @@ async function run(id: number, spec: RunSpec): Promise<void> {
       exitedPromise,
     ]);
   } finally {
-    clearTimeout(timer);
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
     if (graceTimer) clearTimeout(graceTimer);
     running.delete(id);
+    if (spec.token) runsByToken.delete(spec.token);
     out.end();
     err.end();
     if (spec.codeFile) fs.rm(spec.codeFile, { force: true }, () => {});
@@ -1336,9 +1362,21 @@ async function run(id: number, spec: RunSpec): Promise<void> {
   });
 }
 
-function commonRun(req: any): Pick<RunSpec, "env" | "stdin" | "timeoutMs" | "outputBytes"> {
+function commonRun(req: any): Pick<RunSpec, "env" | "stdin" | "timeoutMs" | "outputBytes" | "token"> {
+  const env = buildEnv(req);
+  let token: string | undefined;
+  if (capabilityManifest.length > 0) {
+    token = crypto.randomUUID();
+    return {
+      env: capabilityEnv(env, token),
+      stdin: optStr(req, "stdin"),
+      timeoutMs: int(req, "timeoutMs", 1),
+      outputBytes: int(req, "outputBytes"),
+      token,
+    };
+  }
   return {
-    env: buildEnv(req),
+    env,
     stdin: optStr(req, "stdin"),
     timeoutMs: int(req, "timeoutMs", 1),
     outputBytes: int(req, "outputBytes"),
@@ -1435,6 +1473,171 @@ function opCancel(req: any): unknown {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Capabilities: calls from programs, forwarded to the engine
+//
+// When the space has capabilities, every command and program gets, in its environment, the path of a Unix socket
+// this worker listens on, a token naming the run that started it, the list of capabilities, and BUN_OPTIONS that
+// preload the `spaces:capabilities` module (capabilities.js) into any Bun it starts. A program's call travels as
+// one JSON line `{t, c, cap, m, p}` over the socket; the worker forwards it to the engine on fd 4 as
+// `{id, call, capability, method, params}` (id: the run's request), and the engine's `capability.answer`
+// `{call, ok, result | error}` goes back to the program as `{c, ok, r | e}`. The worker decides nothing: the engine
+// checks, audits and dispatches every call. A token whose run has ended is refused here.
+
+const RUNTIME_INSIDE = "/opt/spaces/capabilities.js";
+const RUNTIME = process.env.SPACES_CAPABILITIES_RUNTIME || RUNTIME_INSIDE;
+const SOCKET_PATH = nodePath.join(os.tmpdir(), `.spaces-capabilities-${process.pid}.sock`);
+const MAX_CALL_LINE = 8 * 1024 * 1024;
+
+let capabilityManifest: { name: string; methods: string[] }[] = [];
+let capabilityListener: ReturnType<typeof Bun.listen> | undefined;
+const runsByToken = new Map<string, Running>();
+let nextCall = 1;
+/** Calls forwarded to the engine and not yet answered, by worker-wide call number. */
+const callsInFlight = new Map<number, { socket: any; c: unknown; run: Running }>();
+
+function capabilityEnv(env: Record<string, string>, token: string): Record<string, string> {
+  const result = { ...env };
+  result.SPACES_CAPABILITIES = JSON.stringify(capabilityManifest);
+  result.SPACES_CAPABILITIES_SOCKET = SOCKET_PATH;
+  result.SPACES_CAPABILITY_TOKEN = token;
+  const preload = `--preload=${RUNTIME}`;
+  result.BUN_OPTIONS = env.BUN_OPTIONS ? `${preload} ${env.BUN_OPTIONS}` : preload;
+  return result;
+}
+
+/** Writes a line to a program's socket, queueing what the socket does not take at once. */
+function socketWrite(socket: any, line: string): void {
+  const state = socket.data;
+  if (state.closed) return;
+  if (state.queue.length > 0) {
+    state.queue.push(Buffer.from(line, "utf8"));
+    return;
+  }
+  const bytes = Buffer.from(line, "utf8");
+  const written = socket.write(bytes);
+  if (written < bytes.length) state.queue.push(bytes.subarray(Math.max(written, 0)));
+}
+
+function socketDrain(socket: any): void {
+  const state = socket.data;
+  while (state.queue.length > 0) {
+    const head: Buffer = state.queue[0];
+    const written = socket.write(head);
+    if (written < head.length) {
+      state.queue[0] = head.subarray(Math.max(written, 0));
+      return;
+    }
+    state.queue.shift();
+  }
+}
+
+function refuseCall(socket: any, c: unknown, code: string, message: string, hint: string): void {
+  socketWrite(socket, JSON.stringify({ c, ok: false, e: { code, message, hint } }) + "\n");
+}
+
+function onProgramLine(socket: any, line: string): void {
+  let msg: any;
+  try {
+    msg = JSON.parse(line);
+  } catch {
+    refuseCall(socket, null, "INVALID_PARAMS", "the call is not valid JSON", "pass JSON-serialisable params");
+    return;
+  }
+  const c = msg?.c;
+  const run = typeof msg?.t === "string" ? runsByToken.get(msg.t) : undefined;
+  if (run === undefined) {
+    refuseCall(
+      socket,
+      c,
+      "DENIED",
+      "the operation that started this program has ended, so its capability calls are refused",
+      "call capabilities while the command.run or code.run that started the program is running",
+    );
+    return;
+  }
+  if (typeof msg.cap !== "string" || typeof msg.m !== "string") {
+    refuseCall(socket, c, "INVALID_PARAMS", "a call names a capability and a method", "call e.g. crm.search({...})");
+    return;
+  }
+  const call = nextCall++;
+  callsInFlight.set(call, { socket, c, run });
+  if (run.outstanding++ === 0) run.pauseClock();
+  writeLine(
+    '{"id":' + run.id + ',"call":' + call + ',"capability":' + JSON.stringify(msg.cap) + ',"method":' +
+      JSON.stringify(msg.m) + ',"params":' + JSON.stringify(msg.p === undefined ? null : msg.p) + "}\n",
+  );
+}
+
+function startCapabilityListener(): void {
+  if (capabilityListener !== undefined) return;
+  try {
+    fs.rmSync(SOCKET_PATH, { force: true });
+  } catch {}
+  capabilityListener = Bun.listen({
+    unix: SOCKET_PATH,
+    socket: {
+      open(socket: any) {
+        socket.data = { buffer: "", queue: [] as Buffer[], closed: false };
+      },
+      data(socket: any, chunk: Buffer) {
+        const state = socket.data;
+        let text = state.buffer + chunk.toString("utf8");
+        let nl = text.indexOf("\n");
+        while (nl !== -1) {
+          const line = text.slice(0, nl);
+          text = text.slice(nl + 1);
+          if (line.length > 0) onProgramLine(socket, line);
+          nl = text.indexOf("\n");
+        }
+        if (text.length > MAX_CALL_LINE) {
+          refuseCall(socket, null, "INVALID_PARAMS", `a call is larger than ${MAX_CALL_LINE} bytes`, "pass smaller params");
+          state.buffer = "";
+          socket.end();
+          return;
+        }
+        state.buffer = text;
+      },
+      drain(socket: any) {
+        socketDrain(socket);
+      },
+      close(socket: any) {
+        socket.data.closed = true;
+      },
+      error(socket: any) {
+        socket.data.closed = true;
+      },
+    },
+  } as any);
+  try {
+    fs.chmodSync(SOCKET_PATH, 0o666);
+  } catch {}
+}
+
+/** `capabilities` {manifest}: the space's capabilities, for the programs started from now on. */
+function opCapabilities(req: any): unknown {
+  if (!Array.isArray(req.manifest)) throw invalid('"manifest" must be an array of {name, methods}');
+  capabilityManifest = req.manifest.map((entry: any) => ({
+    name: String(entry?.name),
+    methods: Array.isArray(entry?.methods) ? entry.methods.map(String) : [],
+  }));
+  if (capabilityManifest.length > 0) startCapabilityListener();
+  return { socket: capabilityManifest.length > 0 ? SOCKET_PATH : null };
+}
+
+/** `capability.answer` {call, ok, result | error}: the engine's answer to a forwarded call; never answered. */
+function onCapabilityAnswer(req: any): void {
+  const entry = callsInFlight.get(req.call);
+  if (entry === undefined) return;
+  callsInFlight.delete(req.call);
+  if (--entry.run.outstanding === 0) entry.run.resumeClock();
+  const line =
+    req.ok === true
+      ? '{"c":' + JSON.stringify(entry.c) + ',"ok":true,"r":' + JSON.stringify(req.result ?? null) + "}\n"
+      : JSON.stringify({ c: entry.c, ok: false, e: req.error ?? { code: "HANDLER_ERROR", message: "failed" } }) + "\n";
+  socketWrite(entry.socket, line);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Dispatch
 
 const syncOps: Record<string, (req: any) => unknown> = {
@@ -1445,6 +1648,7 @@ const syncOps: Record<string, (req: any) => unknown> = {
   "file.list": opFileList,
   "file.move": opFileMove,
   cancel: opCancel,
+  capabilities: opCapabilities,
   ping: () => ({}),
 };
 
@@ -1501,6 +1705,10 @@ function dispatch(text: string): void {
   try {
     if (typeof id !== "number" || !Number.isFinite(id)) throw invalid('the request has no numeric "id"');
     const op = req.op;
+    if (op === "capability.answer") {
+      onCapabilityAnswer(req);
+      return;
+    }
     const syncOp = syncOps[op];
     if (syncOp !== undefined && Object.hasOwn(syncOps, op)) {
       answerOk(id, syncOp(req));
