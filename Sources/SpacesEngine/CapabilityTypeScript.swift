@@ -8,7 +8,7 @@ import SpacesProtocol
 /// and one named type per `$defs`/`definitions` entry. The conversion never fails: whatever TypeScript cannot
 /// say, or this converter does not know, becomes `unknown`, so the file always compiles under `tsc --strict`.
 /// The text depends only on the declarations: object keys are sorted, methods keep their order.
-enum CapabilityTypeScript {
+public enum CapabilityTypeScript {
     static func declarationFile(for capabilities: [CapabilityDeclaration]) -> String {
         var lines = preamble
         var namespaceNames = TypeNames(taken: ["CapabilityError", "CapabilityErrorCode"])
@@ -65,16 +65,20 @@ enum CapabilityTypeScript {
         }
         guard !types.named.isEmpty else { return lines }
         lines.append(indentation(1) + "export namespace \(namespace) {")
-        for named in types.named {
-            lines += DocComment.lines(named.description, indent: 2)
-            if case .object(let object) = named.type {
-                lines.append(
-                    indentation(2) + "export interface \(named.name) " + object.rendered(indent: 2, oneLine: false))
-            } else {
-                lines.append(indentation(2) + "export type \(named.name) = " + named.type.rendered(indent: 2) + ";")
-            }
-        }
+        for named in types.named { lines += declaration(of: named, indent: 2) }
         lines.append(indentation(1) + "}")
+        return lines
+    }
+
+    /// A named type as an exported interface (object types) or type alias, after its description.
+    private static func declaration(of named: CapabilityTypes.NamedType, indent: Int) -> [String] {
+        var lines = DocComment.lines(named.description, indent: indent)
+        if case .object(let object) = named.type {
+            lines.append(
+                indentation(indent) + "export interface \(named.name) " + object.rendered(indent: indent, oneLine: false))
+        } else {
+            lines.append(indentation(indent) + "export type \(named.name) = " + named.type.rendered(indent: indent) + ";")
+        }
         return lines
     }
 
@@ -168,6 +172,8 @@ private struct CapabilityTypes {
     private(set) var signatures: [(params: String?, result: String?)] = []
     /// In declaration order: each method's params, result, then the definitions its schemas brought.
     private(set) var named: [NamedType] = []
+    /// For a whole document (`init(definitionsOf:)`): the type name of each definition, by its key.
+    private(set) var typeNames: [String: String] = [:]
     private var indexOfName: [String: Int] = [:]
 
     init(_ capability: CapabilityDeclaration) {
@@ -262,6 +268,45 @@ private struct CapabilityTypes {
         case .object(let object): return object.members.allSatisfy(\.isOptional)
         default: return false
         }
+    }
+}
+
+// MARK: A whole schema document
+
+extension CapabilityTypeScript {
+    /// The TypeScript declarations of every definition of a schema document, for a module: one exported interface
+    /// (object types) or type alias per `$defs` (then `definitions`) entry, sorted by name, named by its key in
+    /// PascalCase, with its `description` as a doc comment. The TypeScript SDK's protocol types are made this way
+    /// from `Schemas/protocol.schema.json` (`spaces generate-types`), so that the engine and the SDK read the schema
+    /// with one converter. The document's root is not declared: a `$ref` to `#` is `unknown`.
+    ///
+    /// Returns the declarations' lines and the type name given to each definition, by its key.
+    public static func definitionDeclarations(of document: JSONValue) -> (lines: [String], typeNames: [String: String])
+    {
+        let types = CapabilityTypes(definitionsOf: document)
+        let lines = types.named.enumerated().flatMap { index, named in
+            (index == 0 ? [] : [""]) + declaration(of: named, indent: 0)
+        }
+        return (lines, types.typeNames)
+    }
+}
+
+extension CapabilityTypes {
+    /// Every definition of one document, named before any is converted so that references may point forward.
+    init(definitionsOf root: JSONValue) {
+        var names = TypeNames(taken: [])
+        // The root is not declared; naming it `unknown` makes a `$ref` to `#` mean that.
+        var document = SchemaDocument(root: root, name: "unknown")
+        let definitions = document.definitions()
+        for (key, _) in definitions {
+            document.definitionNames[key] = names.claim(CapabilityTypeScript.pascalCase(key.name))
+        }
+        for (key, schema) in definitions {
+            let name = document.definitionNames[key]!
+            typeNames[key.name] = typeNames[key.name] ?? name
+            declare(name, schema: schema, in: document)
+        }
+        breakCircularAliases()
     }
 }
 

@@ -18,7 +18,7 @@ struct Spaces: AsyncParsableCommand {
         version: version,
         subcommands: [
             Serve.self, Quickstart.self, Conformance.self, Bench.self, Doctor.self, Audit.self, Transcript.self,
-            Replay.self,
+            Replay.self, GenerateTypes.self,
         ],
         defaultSubcommand: Serve.self)
 }

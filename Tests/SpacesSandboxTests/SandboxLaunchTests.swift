@@ -317,10 +317,13 @@ struct SandboxFailureTests {
         defer { host.remove() }
         let launcher = try Support.launcher()
         let spec = host.spec("true")
+        // A descriptor number that is not open here (other tests open descriptors concurrently; high numbers
+        // are not reached by them), so the launcher cannot have it either.
+        let closed = try #require((900..<1000).first { fcntl(Int32($0), F_GETFD) == -1 && errno == EBADF })
         let error = try #require(throws: SandboxError.self) {
             try Sandbox.launch(spec, launcherPath: launcher) { arguments in
                 let option = arguments.firstIndex(of: "--workspace-fd")!
-                arguments[option + 1] = "99"  // not open in the launcher
+                arguments[option + 1] = String(closed)
             }
         }
         #expect(error.step == "bind_workspace")
