@@ -1,5 +1,6 @@
 import Logging
 import SpacesProtocol
+import SpacesSandbox
 import Synchronization
 
 #if canImport(Glibc)
@@ -513,15 +514,14 @@ final class MCPServerProcess: Sendable {
         if workingDirectory != nil, SpawnFileActions.addChangeDirectory == nil {
             return .failure(failure("this C library cannot start a program in another directory"))
         }
-        var toServer: [Int32] = [-1, -1]
-        var fromServer: [Int32] = [-1, -1]
-        guard pipe(&toServer) == 0 else { return .failure(failure("pipe: \(String(cString: strerror(errno)))")) }
-        guard pipe(&fromServer) == 0 else {
+        guard let toServer = closeOnExecPipe() else {
+            return .failure(failure("pipe: \(String(cString: strerror(errno)))"))
+        }
+        guard let fromServer = closeOnExecPipe() else {
             let reason = String(cString: strerror(errno))
             toServer.forEach { _ = close($0) }
             return .failure(failure("pipe: \(reason)"))
         }
-        for fd in toServer + fromServer { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let spawned = spawnHostProgram(command, environment: environment, searchPath: true, newProcessGroup: true) {
             (actions: inout posix_spawn_file_actions_t) in
             posix_spawn_file_actions_adddup2(&actions, toServer[0], 0)

@@ -216,9 +216,7 @@ public struct SpaceEnvironment: Sendable {
 
     /// Runs a short host command (looked up on PATH) and returns its stdout, or nil if it failed.
     static func runCapturing(_ argv: [String]) -> String? {
-        var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { return nil }
-        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        guard let pipeFDs = closeOnExecPipe() else { return nil }
         let spawned = spawnHostProgram(argv, environment: nil, searchPath: true) {
             (actions: inout posix_spawn_file_actions_t) in
             posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)

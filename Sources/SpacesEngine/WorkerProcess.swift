@@ -33,12 +33,9 @@ final class UnsafeWorkerProcess: WorkerProcess {
     }
 
     init(bun: String, script: String, workspace: String, environment: [String: String]) throws(Failure) {
-        var requests: [Int32] = [-1, -1]
-        var answers: [Int32] = [-1, -1]
-        guard pipe(&requests) == 0, pipe(&answers) == 0 else {
+        guard let requests = closeOnExecPipe(), let answers = closeOnExecPipe() else {
             throw Failure(description: "pipe failed: \(String(cString: strerror(errno)))")
         }
-        for fd in requests + answers { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var environment = environment
         environment["SPACES_WORKSPACE"] = workspace
         environment["HOME"] = workspace

@@ -1,3 +1,4 @@
+import SpacesSandbox
 import Synchronization
 
 #if canImport(Glibc)
@@ -27,12 +28,8 @@ final class WorkerThread: TaskExecutor, @unchecked Sendable {
     private let loopThread = Mutex<pthread_t?>(nil)
 
     init() {
-        var fds: [Int32] = [-1, -1]
-        _ = pipe(&fds)
-        for fd in fds {
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        }
+        let fds = closeOnExecPipe() ?? [-1, -1]
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         wakeRead = fds[0]
         wakeWrite = fds[1]
     }

@@ -60,6 +60,18 @@ func makePipe(_ step: String) throws(SandboxError) -> (read: Int32, write: Int32
     return (fds[0], fds[1])
 }
 
+/// A pipe whose both ends are close-on-exec from the start (`pipe2(O_CLOEXEC)`), so that no program another
+/// thread starts meanwhile inherits it; `[read, write]`, or nil with `errno` set.
+package func closeOnExecPipe() -> [Int32]? {
+    guard let pipe2 = pipe2Function else {
+        errno = ENOSYS
+        return nil
+    }
+    var fds: [Int32] = [-1, -1]
+    let result = fds.withUnsafeMutableBufferPointer { pipe2($0.baseAddress, O_CLOEXEC) }
+    return result == 0 ? fds : nil
+}
+
 private typealias Pipe2Function = @convention(c) (UnsafeMutablePointer<Int32>?, Int32) -> Int32
 
 /// dlsym with a null handle is RTLD_DEFAULT: the first `pipe2` in the process's global symbol scope (libc's).
