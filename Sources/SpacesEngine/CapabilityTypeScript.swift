@@ -75,9 +75,11 @@ public enum CapabilityTypeScript {
         var lines = DocComment.lines(named.description, indent: indent)
         if case .object(let object) = named.type {
             lines.append(
-                indentation(indent) + "export interface \(named.name) " + object.rendered(indent: indent, oneLine: false))
+                indentation(indent) + "export interface \(named.name) "
+                    + object.rendered(indent: indent, oneLine: false))
         } else {
-            lines.append(indentation(indent) + "export type \(named.name) = " + named.type.rendered(indent: indent) + ";")
+            lines.append(
+                indentation(indent) + "export type \(named.name) = " + named.type.rendered(indent: indent) + ";")
         }
         return lines
     }

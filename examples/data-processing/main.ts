@@ -18,11 +18,12 @@ const csv = readFileSync(join(here, "sales.csv"), "utf8");
 const program = readFileSync(join(here, "summarize.ts"), "utf8");
 
 const stateDir = mkdtempSync(join(tmpdir(), "spaces-data-"));
-const engine = await Spaces.start({ stateDir });
 const failures: string[] = [];
 const check = (ok: boolean, what: string) => ok || failures.push(what);
+let engine: Spaces | undefined;
 
 try {
+  engine = await Spaces.start({ stateDir }); // runs `spaces serve` as a child process
   // `files` seeds the workspace when the space is created: workspace path → content.
   const space = await engine.createSpace({
     name: "data-processing",
@@ -39,13 +40,14 @@ try {
   console.log(`\nartifacts: ${listing.map((e) => `/workspace/${e.path} (${e.size} bytes)`).join(", ")}`);
   const summary = JSON.parse(await space.readFile("out/summary.json"));
   const chart = JSON.parse(await space.readFile("out/chart.json"));
-  console.log(`top product: ${summary.topProducts[0].product} ($${summary.topProducts[0].revenue})`);
-  console.log(`chart: "${chart.title}", ${chart.series.length} series × ${chart.labels.length} months`);
+  const top = summary.topProducts[0];
+  console.log(`summary.json: ${summary.orders} orders, top product ${top.product} ($${top.revenue.toLocaleString("en-US")})`);
+  console.log(`chart.json: "${chart.title}", ${chart.series.length} series × ${chart.labels.length} months`);
 
   // The harness's own computation, in cents, to check the agent's numbers.
   const expected = { orders: 0, units: 0, cents: 0, region: new Map<string, number>(), month: new Map<string, number>() };
   for (const line of csv.trim().split("\n").slice(1)) {
-    // Quoted fields here hold commas only in the customer and product columns; the last three never do.
+    // Only the customer and product columns may hold quoted commas: the first three and last two never do.
     const fields = line.split(",");
     const [, orderDate, region] = fields;
     const [units, price] = fields.slice(-2).map(Number);
@@ -76,7 +78,7 @@ try {
 
   await space.destroy();
 } finally {
-  await engine.close();
+  await engine?.close();
   rmSync(stateDir, { recursive: true, force: true });
 }
 

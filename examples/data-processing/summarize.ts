@@ -83,9 +83,10 @@ const chart = {
   })),
 };
 
+const usd = (cents: number) => "$" + (cents / 100).toLocaleString("en-US", { minimumFractionDigits: 2 });
 mkdirSync("out", { recursive: true });
 writeFileSync("out/summary.json", JSON.stringify(summary, null, 2) + "\n");
 writeFileSync("out/chart.json", JSON.stringify(chart, null, 2) + "\n");
-console.log(`${records.length} orders, ${units} units, $${summary.revenue.toLocaleString("en-US")} in total`);
-for (const region of regions) console.log(`  ${region.padEnd(14)} $${(byRegion.get(region)!.revenue / 100).toFixed(2)}`);
+console.log(`${records.length} orders, ${units} units, ${usd(cents)} in total; by region:`);
+for (const region of regions) console.log(`  ${region.padEnd(14)} ${usd(byRegion.get(region)!.revenue).padStart(12)}`);
 console.log("wrote out/summary.json and out/chart.json");

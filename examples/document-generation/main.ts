@@ -18,10 +18,11 @@ const markdown = readFileSync(join(here, "report.md"), "utf8");
 const converter = readFileSync(join(here, "render.ts"), "utf8");
 
 const stateDir = mkdtempSync(join(tmpdir(), "spaces-docs-"));
-const engine = await Spaces.start({ stateDir });
 const failures: string[] = [];
+let engine: Spaces | undefined;
 
 try {
+  engine = await Spaces.start({ stateDir }); // runs `spaces serve` as a child process
   const space = await engine.createSpace({ name: "document-generation" });
   // The same thing `files` at creation does, one operation at a time: each write is an operation of the space.
   await space.writeFile("report.md", markdown);
@@ -63,7 +64,7 @@ try {
 
   await space.destroy();
 } finally {
-  await engine.close();
+  await engine?.close();
   rmSync(stateDir, { recursive: true, force: true });
 }
 

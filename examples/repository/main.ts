@@ -23,10 +23,11 @@ function filesOf(root: string, dir = root, files: Record<string, string> = {}): 
 }
 
 const stateDir = mkdtempSync(join(tmpdir(), "spaces-repo-"));
-const engine = await Spaces.start({ stateDir });
 const failures: string[] = [];
+let engine: Spaces | undefined;
 
 try {
+  engine = await Spaces.start({ stateDir }); // runs `spaces serve` as a child process
   const space = await engine.createSpace({ name: "repository", files: filesOf(join(import.meta.dir, "repo")) });
   const tree = await space.listFiles(".", { recursive: true });
   console.log(`space ${space.id} holds the project:`);
@@ -39,7 +40,7 @@ try {
   const before = await run.run(["bun", "test"]);
   const failed = `${before.stdout}${before.stderr}`.split("\n").filter((l) => l.startsWith("(fail)"));
   console.log(`\n$ bun test   → exit ${before.exitCode}; ${failed.length} failing:`);
-  for (const line of failed) console.log("  " + line);
+  for (const line of failed) console.log("  " + line.replace(/ \[[\d.]+ms\]$/, ""));
 
   // 2. The agent reads the code under test and finds the bug: 10 units should already get the bulk discount.
   const source = await run.readFile("src/discount.ts");
@@ -51,10 +52,12 @@ try {
   const fixed = (await run.readFile("src/discount.ts")).split("\n").find((line) => line.includes("units >= 10"));
   console.log(`edited it to:          ${fixed?.trim()}`);
 
-  // 4. The tests again.
-  const after = await run.run(["bun", "test"]);
-  const summary = `${after.stdout}${after.stderr}`.split("\n").filter((l) => /^\s*\d+ (pass|fail)$/.test(l));
-  console.log(`\n$ bun test   → exit ${after.exitCode}; ${summary.map((l) => l.trim()).join(", ")}`);
+  // 4. The tests again, with their output streamed as it comes (exec), as a long command's would be.
+  console.log("\n$ bun test");
+  const tests = run.exec(["bun", "test"]);
+  for await (const chunk of tests) process.stdout.write(chunk.data.replace(/^(?=.)/gm, "  "));
+  const after = await tests.result; // the same RunResult as run() answers
+  console.log(`  → exit ${after.exitCode}`);
 
   const ended = await run.end();
   console.log(`\nrun ${ended.runId} "${ended.label}": ${ended.operations.succeeded}/${ended.operations.total}`
@@ -67,7 +70,7 @@ try {
 
   await space.destroy();
 } finally {
-  await engine.close();
+  await engine?.close();
   rmSync(stateDir, { recursive: true, force: true });
 }
 
