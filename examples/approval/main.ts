@@ -8,9 +8,6 @@
 // Run: bun examples/approval/main.ts
 import { ApprovalDeniedError, PolicyDeniedError, Spaces } from "agent-spaces";
 import type { ApprovalOption, ApprovalRequest } from "agent-spaces";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 
 // The person: says no the first time, yes (this once) the second. The note goes into the audit log.
 const asked: ApprovalRequest[] = [];
@@ -27,12 +24,11 @@ async function person(request: ApprovalRequest): Promise<{ decision: ApprovalOpt
   return answer;
 }
 
-const stateDir = mkdtempSync(join(tmpdir(), "spaces-approval-"));
 const failures: string[] = [];
 let engine: Spaces | undefined;
 
 try {
-  engine = await Spaces.start({ stateDir }); // runs `spaces serve` as a child process
+  engine = await Spaces.start({ temporary: true }); // `spaces serve` as a child, its state in a temp dir
   const space = await engine.createSpace({
     name: "approval",
     // A partial policy: the `default` preset, plus a rule that asks before any `git push` and one that refuses
@@ -93,7 +89,6 @@ try {
   await space.destroy();
 } finally {
   await engine?.close();
-  rmSync(stateDir, { recursive: true, force: true });
 }
 
 for (const failure of failures) console.error("FAIL: " + failure);

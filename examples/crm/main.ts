@@ -13,8 +13,6 @@
 // Run: bun examples/crm/main.ts
 // It exits non-zero if the report is wrong or code mode does not send the model far less.
 import { Spaces } from "agent-spaces";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const REGIONS = ["emea", "amer", "apac"];
@@ -54,12 +52,11 @@ console.log(lines.join("\\n"));
 
 const utf8Bytes = (text: string) => new TextEncoder().encode(text).length;
 
-const stateDir = mkdtempSync(join(tmpdir(), "spaces-crm-"));
 const failures: string[] = [];
 let engine: Spaces | undefined;
 
 try {
-  engine = await Spaces.start({ stateDir }); // runs `spaces serve` as a child process
+  engine = await Spaces.start({ temporary: true }); // `spaces serve` as a child, its state in a temp dir
   const space = await engine.createSpace({
     name: "crm-example",
     capabilities: {
@@ -136,7 +133,6 @@ try {
   if (!(codeBytes * 20 < toolBytes)) failures.push(`code mode sent ${codeBytes} B, not far less than ${toolBytes} B`);
 } finally {
   await engine?.close();
-  rmSync(stateDir, { recursive: true, force: true });
 }
 
 for (const failure of failures) console.error("FAIL: " + failure);

@@ -9,21 +9,19 @@
 //
 // Run: bun examples/data-processing/main.ts
 import { Spaces } from "agent-spaces";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const here = import.meta.dir;
 const csv = readFileSync(join(here, "sales.csv"), "utf8");
 const program = readFileSync(join(here, "summarize.ts"), "utf8");
 
-const stateDir = mkdtempSync(join(tmpdir(), "spaces-data-"));
 const failures: string[] = [];
 const check = (ok: boolean, what: string) => ok || failures.push(what);
 let engine: Spaces | undefined;
 
 try {
-  engine = await Spaces.start({ stateDir }); // runs `spaces serve` as a child process
+  engine = await Spaces.start({ temporary: true }); // `spaces serve` as a child, its state in a temp dir
   // `files` seeds the workspace when the space is created: workspace path → content.
   const space = await engine.createSpace({
     name: "data-processing",
@@ -79,7 +77,6 @@ try {
   await space.destroy();
 } finally {
   await engine?.close();
-  rmSync(stateDir, { recursive: true, force: true });
 }
 
 for (const failure of failures) console.error("FAIL: " + failure);

@@ -9,20 +9,18 @@
 //
 // Run: bun examples/document-generation/main.ts
 import { Spaces } from "agent-spaces";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const here = import.meta.dir;
 const markdown = readFileSync(join(here, "report.md"), "utf8");
 const converter = readFileSync(join(here, "render.ts"), "utf8");
 
-const stateDir = mkdtempSync(join(tmpdir(), "spaces-docs-"));
 const failures: string[] = [];
 let engine: Spaces | undefined;
 
 try {
-  engine = await Spaces.start({ stateDir }); // runs `spaces serve` as a child process
+  engine = await Spaces.start({ temporary: true }); // `spaces serve` as a child, its state in a temp dir
   const space = await engine.createSpace({ name: "document-generation" });
   // The same thing `files` at creation does, one operation at a time: each write is an operation of the space.
   await space.writeFile("report.md", markdown);
@@ -65,7 +63,6 @@ try {
   await space.destroy();
 } finally {
   await engine?.close();
-  rmSync(stateDir, { recursive: true, force: true });
 }
 
 for (const failure of failures) console.error("FAIL: " + failure);

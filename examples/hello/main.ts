@@ -7,18 +7,20 @@
 //
 // Run: bun examples/hello/main.ts [--keep]   (--keep leaves the engine's state directory on disk, to look at)
 import { Spaces } from "agent-spaces";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const keep = process.argv.includes("--keep");
-// Every space and its workspace live in the engine's state directory; a fresh one keeps this run apart.
-const stateDir = mkdtempSync(join(tmpdir(), "spaces-hello-"));
 const failures: string[] = [];
 let engine: Spaces | undefined;
 
 try {
-  engine = await Spaces.start({ stateDir }); // runs `spaces serve` as a child process
+  // `spaces serve` as a child process. Every space and its workspace live in the engine's state directory: a
+  // temporary one (removed by close()) keeps this run apart; with --keep, a fresh one that stays.
+  const options = keep ? { stateDir: mkdtempSync(join(tmpdir(), "spaces-hello-")) } : { temporary: true };
+  engine = await Spaces.start(options);
+  const stateDir = engine.info.stateDir;
   const { isolation } = engine.info;
   const layers = (["user", "mount", "pid", "net", "ipc", "uts", "seccomp"] as const).filter((layer) => isolation[layer]);
   console.log(`engine ${engine.info.engine.version} · Bun ${engine.info.runtimes[0]?.version}`
@@ -67,7 +69,6 @@ console.log("wrote out/hello.json");
   if (!keep) await space.destroy(); // kills every process of the space and removes its workspace
 } finally {
   await engine?.close(); // stops the engine; spaces not destroyed stay in the state directory
-  if (!keep) rmSync(stateDir, { recursive: true, force: true });
 }
 
 /** One line per event: its sequence number in the space, its type and the detail that matters. */

@@ -8,8 +8,7 @@
 //
 // Run: bun examples/repository/main.ts
 import { Spaces } from "agent-spaces";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 
 /** Every file under a host directory, as workspace path → content. */
@@ -22,12 +21,11 @@ function filesOf(root: string, dir = root, files: Record<string, string> = {}): 
   return files;
 }
 
-const stateDir = mkdtempSync(join(tmpdir(), "spaces-repo-"));
 const failures: string[] = [];
 let engine: Spaces | undefined;
 
 try {
-  engine = await Spaces.start({ stateDir }); // runs `spaces serve` as a child process
+  engine = await Spaces.start({ temporary: true }); // `spaces serve` as a child, its state in a temp dir
   const space = await engine.createSpace({ name: "repository", files: filesOf(join(import.meta.dir, "repo")) });
   const tree = await space.listFiles(".", { recursive: true });
   console.log(`space ${space.id} holds the project:`);
@@ -71,7 +69,6 @@ try {
   await space.destroy();
 } finally {
   await engine?.close();
-  rmSync(stateDir, { recursive: true, force: true });
 }
 
 for (const failure of failures) console.error("FAIL: " + failure);

@@ -1,7 +1,8 @@
 // Finding and starting `spaces serve` as a child process, and watching it: its exit and the tail of its stderr.
 
 import { spawn } from "node:child_process";
-import { accessSync, constants, statSync } from "node:fs";
+import { accessSync, constants, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { SpacesError } from "./errors.js";
 import type { NodeReadableLike, NodeWritableLike } from "./streams.js";
@@ -16,6 +17,11 @@ export interface ProcessOptions {
   args?: string[];
   /** The engine's state directory (`--state-dir`); default the engine's own (~/.local/share/agent-spaces). */
   stateDir?: string;
+  /**
+   * Keep the engine's state (spaces, workspaces, audit logs) in a fresh directory under the system's temporary
+   * directory, removed by `close()`: for tests, examples and one-off work. Ignored when `stateDir` is given.
+   */
+  temporary?: boolean;
   /** Environment variables for the engine, over this process's. */
   env?: Record<string, string | undefined>;
   /** The engine's log level on stderr; default `warning`. */
@@ -73,6 +79,8 @@ export interface EngineProcess {
   /** The last lines of its stderr. */
   stderrTail(): string;
   kill(signal: string): void;
+  /** Removes the state directory when it was made for this engine (`temporary`); does nothing otherwise. */
+  removeTemporaryState(): void;
 }
 
 const TAIL_LINES = 30;
@@ -80,7 +88,10 @@ const TAIL_LINES = 30;
 export function startProcess(options: ProcessOptions): EngineProcess {
   const binary = findBinary(options.binary);
   const args = ["serve", "--log-level", options.logLevel ?? "warning"];
-  if (options.stateDir) args.push("--state-dir", options.stateDir);
+  const temporaryState =
+    !options.stateDir && options.temporary ? mkdtempSync(join(tmpdir(), "agent-spaces-")) : undefined;
+  const stateDir = options.stateDir ?? temporaryState;
+  if (stateDir) args.push("--state-dir", stateDir);
   args.push(...(options.args ?? []));
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries({ ...process.env, ...options.env })) {
@@ -124,6 +135,9 @@ export function startProcess(options: ProcessOptions): EngineProcess {
       } catch {
         // Already gone.
       }
+    },
+    removeTemporaryState: () => {
+      if (temporaryState) rmSync(temporaryState, { recursive: true, force: true });
     },
   };
 }

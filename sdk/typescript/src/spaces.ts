@@ -86,17 +86,21 @@ export class Spaces {
   private readonly spaces = new Map<string, Space>();
   private closing: Promise<ExitStatus> | undefined;
   private readonly kill: (signal: string) => void;
+  /** Runs once the engine has exited after `close()` (removes a `temporary` state directory). */
+  private readonly afterClose: () => void;
 
   private constructor(
     session: Session,
     exited: Promise<ExitStatus>,
     pid: number | undefined,
     kill: (signal: string) => void,
+    afterClose: () => void = () => {},
   ) {
     this.session = session;
     this.exited = exited;
     this.pid = pid;
     this.kill = kill;
+    this.afterClose = afterClose;
   }
 
   /**
@@ -127,13 +131,20 @@ export class Spaces {
       settle();
       return { ...status, error: ended.error };
     });
-    engine = new Spaces(session, exited.then(({ code, signal }) => ({ code, signal })), child.pid, child.kill);
+    engine = new Spaces(
+      session,
+      exited.then(({ code, signal }) => ({ code, signal })),
+      child.pid,
+      child.kill,
+      child.removeTemporaryState,
+    );
     engine.onApproval = options.onApproval;
     try {
       await engine.initialize();
     } catch (error) {
       child.kill("SIGKILL");
       const ended = await exited;
+      child.removeTemporaryState();
       if (ended.error) {
         throw new SpacesError(
           `cannot start the engine ${child.binary}: ${ended.error.message}; it is found as ${SEARCH_ORDER}`,
@@ -272,10 +283,13 @@ export class Spaces {
       if (!connection.isClosed) await within(CLOSE_TIMEOUT_MS, connection.request("shutdown", {}).catch(() => {}));
       // Ends the engine's input too: what shutdown did not stop, the end of input does.
       connection.close(new EngineExitedError("the engine was closed", null, null, ""));
-      const status = await within(CLOSE_TIMEOUT_MS, this.exited);
-      if (status) return status;
-      this.kill("SIGKILL");
-      return (await within(CLOSE_TIMEOUT_MS, this.exited)) ?? { code: null, signal: null };
+      let status = await within(CLOSE_TIMEOUT_MS, this.exited);
+      if (!status) {
+        this.kill("SIGKILL");
+        status = (await within(CLOSE_TIMEOUT_MS, this.exited)) ?? { code: null, signal: null };
+      }
+      this.afterClose();
+      return status;
     })();
     return this.closing;
   }

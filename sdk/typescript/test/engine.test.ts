@@ -109,6 +109,17 @@ describe("the engine", () => {
 });
 
 describe("starting and closing", () => {
+  test("temporary: the state lives in a fresh directory that close() removes, spaces and workspaces included", async () => {
+    const engine = await Spaces.start({ binary, temporary: true, stderr: "ignore" });
+    const stateDir = engine.info.stateDir;
+    expect(stateDir.startsWith(tmpdir())).toBe(true);
+    const space = await engine.createSpace();
+    await space.writeFile("kept.txt", "until close");
+    expect(existsSync(join(stateDir, "spaces", space.id, "workspace", "kept.txt"))).toBe(true);
+    await engine.close();
+    expect(existsSync(stateDir)).toBe(false);
+  });
+
   test("the binary comes from SPACES_BIN when not given", async () => {
     const stateDir = mkdtempSync(join(tmpdir(), "spaces-sdk-env-"));
     const saved = process.env.SPACES_BIN;
