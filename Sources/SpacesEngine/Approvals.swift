@@ -25,6 +25,11 @@ struct ActionMatcher: Sendable, Equatable {
         self.init(kind: kind, value: value, access: json["access"]?.stringValue)
     }
 
+    /// A call of a capability's method, as a person approves it (and a grant covers every call of it).
+    static func capability(_ name: String, _ method: String) -> ActionMatcher {
+        ActionMatcher(kind: "capability", value: "\(name).\(method)", access: nil)
+    }
+
     /// What an operation does, as a person approves it.
     static func of(_ operation: Operation) -> ActionMatcher {
         let fields = operation.fields

@@ -188,8 +188,6 @@ final class EventRecorder: Sendable {
         }
     }
 
-    var all: [JSONValue] { events.withLock { $0.events } }
-
     /// The events not yet returned in an answer; they count as returned from now on.
     func takeUnreturned() -> [JSONValue] {
         events.withLock { state in
@@ -545,18 +543,19 @@ extension Space {
         }
     }
 
-    /// The policy's decision for one operation. `ask` is decided as a denial until approvals exist: the
-    /// operation fails closed, and the suggestion says which rule to change.
+    /// The policy's decision for one operation, a grant of the space turning `ask` into `allow`.
     func decide(_ operation: Operation, under policy: Policy? = nil) -> Decision {
-        let decision = PolicyEvaluator.decide(operation, under: policy ?? self.policy)
-        guard decision.verdict == .ask else { return decision }
-        let matcher = ActionMatcher.of(operation)
-        if let grant = grants.first(where: { $0.matcher == matcher }) {
-            return Decision(
-                verdict: .allow, rule: "grant: \(grant.grantId)",
-                reason: "\(decision.reason); granted for this space by approval \(grant.by)", suggestion: "")
+        granted(PolicyEvaluator.decide(operation, under: policy ?? self.policy), for: ActionMatcher.of(operation))
+    }
+
+    /// `decision`, or `allow` when it asks about an action a grant of the space (`allow_for_space`) covers.
+    func granted(_ decision: Decision, for matcher: ActionMatcher) -> Decision {
+        guard decision.verdict == .ask, let grant = grants.first(where: { $0.matcher == matcher }) else {
+            return decision
         }
-        return decision
+        return Decision(
+            verdict: .allow, rule: "grant: \(grant.grantId)",
+            reason: "\(decision.reason); granted for this space by approval \(grant.by)", suggestion: "")
     }
 
     private func perform(

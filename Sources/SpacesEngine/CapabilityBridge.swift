@@ -89,7 +89,7 @@ final class PendingCall: Sendable {
         self.decision = decision
     }
 
-    var matcher: ActionMatcher { ActionMatcher(kind: "capability", value: "\(capability).\(method)", access: nil) }
+    var matcher: ActionMatcher { .capability(capability, method) }
 
     /// Waits for the person's answer: whether the call may go on, and who said so.
     func wait(_ register: (PendingCall) -> Void) async -> (allowed: Bool, by: String) {
@@ -107,6 +107,21 @@ final class PendingCall: Sendable {
             return state.continuation
         }
         continuation?.resume(returning: (allowed: allowed, by: by))
+    }
+}
+
+/// How a call ended, for its audit entries, its event and its answer.
+struct CallOutcome {
+    /// Whether the call took one of the space's call slots (released when it ends).
+    var admitted = true
+    /// Whether the policy decided it (`capability.call` then holds the decision).
+    var decided = true
+    /// The result as the program gets it (secrets removed) with its JSON encoding, or why the call failed.
+    var result: Result<(value: JSONValue, encoded: [UInt8]), CapabilityFailure>
+
+    /// Refused before the policy saw the call.
+    static func refused(_ failure: CapabilityFailure, admitted: Bool = true) -> CallOutcome {
+        CallOutcome(admitted: admitted, decided: false, result: .failure(failure))
     }
 }
 
@@ -166,41 +181,37 @@ extension Space {
             let opId = inFlight.operation.opId
             if !outcome.decided, case .failure(let failure) = outcome.result {
                 // Refused before the policy saw it: the call is audited all the same.
-                let (redactedParams, _) = redactor.redact(params)
                 audit.record(
                     "capability.call", runId: runId, batchId: batchId, opId: opId,
                     data: [
-                        "capability": .string(capability), "method": .string(method), "params": redactedParams,
-                        "decision": "refused", "rule": .string(failure.code.rawValue),
-                        "reason": .string(failure.message),
+                        "capability": .string(capability), "method": .string(method),
+                        "params": redactor.redact(params).0, "decision": "refused",
+                        "rule": .string(failure.code.rawValue), "reason": .string(failure.message),
                     ])
             }
             var resultData: [String: JSONValue] = ["capability": .string(capability), "method": .string(method)]
-            switch outcome.result {
-            case .success(let (value, bytes)):
-                resultData["ok"] = true
-                resultData["bytes"] = JSONValue(bytes)
-                resultData["sha256"] = .string(AuditLog.hexString(SHA256.hash(data: value.encodedBytes())))
-            case .failure(let failure):
-                resultData["ok"] = false
-                resultData["error"] = redactor.redact(failure.json).0
-            }
-            audit.record("capability.result", runId: runId, batchId: batchId, opId: opId, data: resultData)
             var event: [String: JSONValue] = [
                 "capability": .string(capability), "method": .string(method),
                 "durationMs": JSONValue(Clock.millisecondsSince(started)),
             ]
             let answer: [String: JSONValue]
             switch outcome.result {
-            case .success(let (value, bytes)):
+            case .success(let (value, encoded)):
+                resultData["ok"] = true
+                resultData["bytes"] = JSONValue(encoded.count)
+                resultData["sha256"] = .string(AuditLog.hexString(SHA256.hash(data: encoded)))
                 event["ok"] = true
-                event["bytes"] = JSONValue(bytes)
+                event["bytes"] = JSONValue(encoded.count)
                 answer = ["call": JSONValue(call), "ok": true, "result": value]
             case .failure(let failure):
+                let redacted = redactor.redact(failure.json).0
+                resultData["ok"] = false
+                resultData["error"] = redacted
                 event["ok"] = false
                 event["error"] = failure.json
-                answer = ["call": JSONValue(call), "ok": false, "error": redactor.redact(failure.json).0]
+                answer = ["call": JSONValue(call), "ok": false, "error": redacted]
             }
+            audit.record("capability.result", runId: runId, batchId: batchId, opId: opId, data: resultData)
             inFlight.recorder.emit("capability.called", opId: inFlight.operation.opId, event)
             audit.flush()
             inFlight.worker.post("capability.answer", answer)
@@ -215,69 +226,52 @@ extension Space {
     private func performCall(
         capability name: String, method methodName: String, params: JSONValue, inFlight: InFlightOperation,
         runId: String?, batchId: String
-    ) async -> (admitted: Bool, decided: Bool, result: Result<(JSONValue, Int), CapabilityFailure>) {
+    ) async -> CallOutcome {
         let opId = inFlight.operation.opId
         // 1. Size and rate.
         let paramsBytes = params.encodedBytes().count
         guard paramsBytes <= CapabilityLimits.paramsBytes else {
-            return (
-                false, false,
-                .failure(
-                    CapabilityFailure(
-                        .invalidParams,
-                        "the params of \(name).\(methodName) are \(paramsBytes) bytes, over the limit of \(CapabilityLimits.paramsBytes)",
-                        hint: "pass less per call; write large inputs to a file and pass its path"))
-            )
+            return .refused(
+                CapabilityFailure(
+                    .invalidParams,
+                    "the params of \(name).\(methodName) are \(paramsBytes) bytes, over the limit of \(CapabilityLimits.paramsBytes)",
+                    hint: "pass less per call; write large inputs to a file and pass its path"),
+                admitted: false)
         }
-        if let refusal = callLimiter.withLock({ $0.admit() }) { return (false, false, .failure(refusal)) }
+        if let refusal = callLimiter.withLock({ $0.admit() }) { return .refused(refusal, admitted: false) }
         // 2. The method exists.
         let declared = capabilities
         guard let capability = declared.first(where: { $0.name == name }) else {
             let names = declared.map(\.name).joined(separator: ", ")
-            return (
-                true, false,
-                .failure(
-                    CapabilityFailure(
-                        .invalidParams, "this space has no capability '\(name)'",
-                        hint: names.isEmpty ? "declare capabilities in spaces/create" : "its capabilities: \(names)"))
-            )
+            return .refused(
+                CapabilityFailure(
+                    .invalidParams, "this space has no capability '\(name)'",
+                    hint: names.isEmpty ? "declare capabilities in spaces/create" : "its capabilities: \(names)"))
         }
         guard let method = capability.method(methodName) else {
-            return (
-                true, false,
-                .failure(
-                    CapabilityFailure(
-                        .invalidParams, "\(name) has no method '\(methodName)'",
-                        hint: "its methods: \(capability.methods.map(\.name).joined(separator: ", "))"))
-            )
+            return .refused(
+                CapabilityFailure(
+                    .invalidParams, "\(name) has no method '\(methodName)'",
+                    hint: "its methods: \(capability.methods.map(\.name).joined(separator: ", "))"))
         }
         // 3. The params fit the method's schema.
-        if let schema = method.params {
-            let violations = JSONSchemaValidator(document: schema).validate(
-                params, schemaAt: "#", instancePath: "params")
-            if !violations.isEmpty {
-                return (
-                    true, false,
-                    .failure(
-                        CapabilityFailure(
-                            .invalidParams,
-                            "\(name).\(methodName): "
-                                + violations.prefix(5).map(\.description).joined(separator: "; "),
-                            hint: "call it with params that match its schema (see .spaces/capabilities.d.ts)"))
-                )
-            }
+        if let schema = method.params,
+            case let violations = validator(for: schema, key: "\(name).\(methodName) params").validate(
+                params, schemaAt: "#", instancePath: "params"),
+            !violations.isEmpty
+        {
+            return .refused(
+                CapabilityFailure(
+                    .invalidParams,
+                    "\(name).\(methodName): " + violations.prefix(5).map(\.description).joined(separator: "; "),
+                    hint: "call it with params that match its schema (see .spaces/capabilities.d.ts)"))
         }
         // 4. The policy decides; 5. the decision is audited.
         let (redactedParams, _) = redactor.redact(params)
         let summary = "\(name).\(methodName)(\(Self.shortJSON(redactedParams)))"
-        var decision = PolicyEvaluator.decideCapability(
-            name, method: methodName, effect: method.effect.rawValue, under: policy)
-        let matcher = ActionMatcher(kind: "capability", value: "\(name).\(methodName)", access: nil)
-        if decision.verdict == .ask, let grant = grants.first(where: { $0.matcher == matcher }) {
-            decision = Decision(
-                verdict: .allow, rule: "grant: \(grant.grantId)",
-                reason: "\(decision.reason); granted for this space by approval \(grant.by)", suggestion: "")
-        }
+        let decision = granted(
+            PolicyEvaluator.decideCapability(name, method: methodName, effect: method.effect.rawValue, under: policy),
+            for: .capability(name, methodName))
         audit.record(
             "capability.call", runId: runId, batchId: batchId, opId: opId,
             data: [
@@ -287,18 +281,16 @@ extension Space {
             ])
         switch decision.verdict {
         case .deny:
-            return (true, true, .failure(CapabilityFailure(.denied, decision.reason, hint: decision.suggestion)))
+            return CallOutcome(result: .failure(CapabilityFailure(.denied, decision.reason, hint: decision.suggestion)))
         case .ask:
             let pending = PendingCall(capability: name, method: methodName, summary: summary, decision: decision)
             let (allowed, by) = await pending.wait { inFlight.deliver(.approval($0)) }
             guard allowed else {
-                return (
-                    true, true,
-                    .failure(
+                return CallOutcome(
+                    result: .failure(
                         CapabilityFailure(
                             .approvalDenied, "the call \(summary) was not approved (\(by))",
-                            hint: "go on without it, or ask the person to allow it (or change the policy)"))
-                )
+                            hint: "go on without it, or ask the person to allow it (or change the policy)")))
             }
         case .allow:
             break
@@ -306,35 +298,35 @@ extension Space {
         // 6. Dispatch.
         let result = await dispatch(capability, method, params)
         // 7. The result is checked, 8. redacted.
-        let checked: Result<(JSONValue, Int), CapabilityFailure>
         switch result {
         case .failure(let failure):
-            checked = .failure(failure)
+            return CallOutcome(result: .failure(failure))
         case .success(let value):
-            let bytes = value.encodedBytes().count
-            if bytes > CapabilityLimits.resultBytes {
-                checked = .failure(
-                    CapabilityFailure(
-                        .resultTooLarge,
-                        "\(name).\(methodName) returned \(bytes) bytes, over the limit of \(CapabilityLimits.resultBytes)",
-                        hint: "ask for less per call (filter or page on the handler's side)"))
-            } else if let schema = method.result,
-                case let violations = JSONSchemaValidator(document: schema).validate(
+            let encoded = value.encodedBytes()
+            if encoded.count > CapabilityLimits.resultBytes {
+                return CallOutcome(
+                    result: .failure(
+                        CapabilityFailure(
+                            .resultTooLarge,
+                            "\(name).\(methodName) returned \(encoded.count) bytes, over the limit of \(CapabilityLimits.resultBytes)",
+                            hint: "ask for less per call (filter or page on the handler's side)")))
+            }
+            if let schema = method.result,
+                case let violations = validator(for: schema, key: "\(name).\(methodName) result").validate(
                     value, schemaAt: "#", instancePath: "result"),
                 !violations.isEmpty
             {
-                checked = .failure(
-                    CapabilityFailure(
-                        .handlerError,
-                        "\(name).\(methodName) answered a result that does not match its schema: "
-                            + violations.prefix(5).map(\.description).joined(separator: "; "),
-                        hint: "fix the handler, or the method's result schema"))
-            } else {
-                let (redacted, _) = redactor.redact(value)
-                checked = .success((redacted, bytes))
+                return CallOutcome(
+                    result: .failure(
+                        CapabilityFailure(
+                            .handlerError,
+                            "\(name).\(methodName) answered a result that does not match its schema: "
+                                + violations.prefix(5).map(\.description).joined(separator: "; "),
+                            hint: "fix the handler, or the method's result schema")))
             }
+            let (redacted, count) = redactor.redact(value)
+            return CallOutcome(result: .success((redacted, count == 0 ? encoded : redacted.encodedBytes())))
         }
-        return (true, true, checked)
     }
 
     /// Sends the call to its handler, bounded by the handler's timeout.

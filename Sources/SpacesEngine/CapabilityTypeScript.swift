@@ -348,26 +348,8 @@ private struct SchemaDocument {
         }
     }
 
-    /// The value a `#…` JSON pointer's tokens lead to (RFC 6901: `~1` is `/`, `~0` is `~`, after percent
-    /// decoding), or nil when it leads nowhere.
-    func resolve(_ tokens: [String]) -> JSONValue? {
-        var current = root
-        for token in tokens {
-            switch current {
-            case .object(let members):
-                guard let next = members[token] else { return nil }
-                current = next
-            case .array(let elements):
-                guard let index = Int(token), index >= 0, index < elements.count, String(index) == token else {
-                    return nil
-                }
-                current = elements[index]
-            default:
-                return nil
-            }
-        }
-        return current
-    }
+    /// The value a `#…` JSON pointer's tokens lead to, or nil when it leads nowhere.
+    func resolve(_ tokens: [String]) -> JSONValue? { root.value(atPointer: tokens) }
 
     /// Every schema `schema` reaches through `$ref`s, by reference, itself included under `""`.
     func reach(of schema: JSONValue) -> [String: JSONValue] {
@@ -400,18 +382,7 @@ private struct SchemaDocument {
         guard reference.first == "#", let fragment = percentDecoded(String(reference.dropFirst())) else { return nil }
         if fragment.isEmpty { return [] }
         guard fragment.first == "/" else { return nil }
-        return fragment.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map {
-            String($0.replacing("~1", with: "/").replacing("~0", with: "~"))
-        }
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        return jsonPointerTokens(fragment)
     }
 }
 

@@ -53,6 +53,8 @@ final class Space: Sendable {
     let callLimiter = Mutex(CallRateLimiter())
     /// The handlers of the space's capabilities, made on first use, by capability name.
     private let handlers = Mutex<[String: any CapabilityHandler]>([:])
+    /// Validators of the capabilities' schemas, prepared on first use, by `capability.method params|result`.
+    private let validators = Mutex<[String: JSONSchemaValidator]>([:])
     /// Sends `capabilities/invoke` to the client and awaits its answer (handlers of kind `client`).
     let invokeClient: ClientInvoker
     let state: Mutex<State>
@@ -95,6 +97,16 @@ final class Space: Sendable {
                 for: capability, invokeClient: invokeClient, spaceId: id, secrets: secretValues, logger: logger)
             handlers[capability.name] = made
             return made
+        }
+    }
+
+    /// A validator for one of the capabilities' schemas, prepared once (a capability is never replaced).
+    func validator(for schema: JSONValue, key: String) -> JSONSchemaValidator {
+        validators.withLock { validators in
+            if let prepared = validators[key] { return prepared }
+            let prepared = JSONSchemaValidator(document: schema)
+            validators[key] = prepared
+            return prepared
         }
     }
 

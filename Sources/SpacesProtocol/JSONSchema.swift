@@ -95,33 +95,8 @@ public struct JSONSchemaValidator: Sendable {
         if !base.isEmpty, !refersToThisDocument(base) { return nil }
         guard let fragment = percentDecoded(String(reference[reference.index(after: hash)...])) else { return nil }
         if fragment.isEmpty { return document }
-        if fragment.hasPrefix("/") {
-            let tokens = fragment.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map { token in
-                String(token).replacing("~1", with: "/").replacing("~0", with: "~")
-            }
-            return value(at: tokens)
-        }
-        return prepared.anchors[fragment].flatMap(value(at:))
-    }
-
-    /// The value that a JSON pointer's unescaped tokens lead to in the document.
-    private func value(at tokens: [String]) -> JSONValue? {
-        var current = document
-        for token in tokens {
-            switch current {
-            case .object(let members):
-                guard let next = members[token] else { return nil }
-                current = next
-            case .array(let elements):
-                let isIndex = token.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
-                guard isIndex, token == "0" || !token.hasPrefix("0"), let index = Int(token), index < elements.count
-                else { return nil }
-                current = elements[index]
-            default:
-                return nil
-            }
-        }
-        return current
+        if fragment.hasPrefix("/") { return document.value(atPointer: jsonPointerTokens(fragment)) }
+        return prepared.anchors[fragment].flatMap(document.value(atPointer:))
     }
 
     private func refersToThisDocument(_ base: String) -> Bool {
@@ -844,6 +819,36 @@ private struct Evaluation {
 }
 
 /// Percent-decodes a URI fragment; nil when an escape is malformed or the bytes are not UTF-8.
+/// The unescaped tokens of a JSON pointer (RFC 6901) that starts with `/`: `~1` is `/`, `~0` is `~`.
+package func jsonPointerTokens(_ pointer: String) -> [String] {
+    pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map { token in
+        String(token).replacing("~1", with: "/").replacing("~0", with: "~")
+    }
+}
+
+extension JSONValue {
+    /// The value a JSON pointer's unescaped tokens lead to from this one, or nil when they lead nowhere (an
+    /// array index must be a decimal number without leading zeros).
+    package func value(atPointer tokens: [String]) -> JSONValue? {
+        var current = self
+        for token in tokens {
+            switch current {
+            case .object(let members):
+                guard let next = members[token] else { return nil }
+                current = next
+            case .array(let elements):
+                let isIndex = token.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+                guard isIndex, token == "0" || !token.hasPrefix("0"), let index = Int(token), index < elements.count
+                else { return nil }
+                current = elements[index]
+            default:
+                return nil
+            }
+        }
+        return current
+    }
+}
+
 /// `text` with `%XX` escapes decoded; nil when an escape is malformed or the bytes are not UTF-8.
 package func percentDecoded(_ text: String) -> String? {
     guard text.contains("%") else { return text }

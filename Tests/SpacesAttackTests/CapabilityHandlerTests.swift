@@ -150,6 +150,30 @@ struct CapabilityHandlerTests {
             "the MCP server outlived its space")
     }
 
+    @Test("mcp: a declared method the server lacks, or a server that does not start, is -32602 naming the field")
+    func mcpDeclarationErrors() throws {
+        let engine = try AttackEngine()
+        var missing = Self.mcpCapability
+        if case .object(var fields) = missing {
+            fields["methods"] = ["search": ["effect": "read"], "export_all": [:]]
+            fields["handler"] = ["kind": "mcp", "command": ["python3", .string(Self.fixtures + "/mcp/crm_server.py")]]
+            missing = .object(fields)
+        }
+        let lacking = try engine.response(engine.send("spaces/create", ["capabilities": .array([missing])]))
+        #expect(lacking["error"]?["code"] == -32602, "\(lacking)")
+        #expect(lacking["error"]?["data"]?["field"] == "params.capabilities[0].methods.export_all", "\(lacking)")
+        #expect(lacking["error"]?["data"]?["hint"]?.stringValue?.contains("search") == true, "names the tools")
+
+        let broken: JSONValue = [
+            "name": "crm", "handler": ["kind": "mcp", "command": ["/nonexistent/mcp-server"], "timeoutMs": 2_000],
+        ]
+        let failed = try engine.response(engine.send("spaces/create", ["capabilities": [broken]]))
+        #expect(failed["error"]?["code"] == -32602, "\(failed)")
+        #expect(failed["error"]?["data"]?["field"] == "params.capabilities[0].handler", "\(failed)")
+        #expect(failed["error"]?["message"]?.stringValue?.contains("did not list its tools") == true, "\(failed)")
+        #expect(try engine.call("spaces/list")["spaces"]?.arrayValue?.isEmpty == true, "no space was left behind")
+    }
+
     @Test("the declarations the engine writes type-check a correct program and reject a wrong one (tsc)")
     func declarationsTypeCheck() throws {
         let engine = try AttackEngine()

@@ -216,6 +216,34 @@ struct CapabilityTests {
         #expect(engine.invocations.count == 2)
     }
 
+    @Test("bounds: params over 1 MiB are INVALID_PARAMS; past 64 calls in flight, more are DENIED until some end")
+    func callBounds() throws {
+        let (engine, space) = try Self.engine()
+        engine.onInvoke = { _ in nil }  // nobody answers: every admitted call stays in flight until its timeout
+        let result = try engine.submit(
+            space,
+            [
+                Op.typescript(
+                    """
+                    import { crm } from "spaces:capabilities";
+                    try { await crm.search({ tier: "gold", pad: "x".repeat(1_100_000) } as any); }
+                    catch (e: any) { console.log(e.code, e.message.includes("over the limit of 1048576")); }
+                    const settled = await Promise.allSettled(
+                      Array.from({ length: 70 }, () => crm.search({ tier: "gold" })));
+                    const codes: Record<string, number> = {};
+                    for (const s of settled) {
+                      const code = s.status === "rejected" ? (s.reason as any).code : "OK";
+                      codes[code] = (codes[code] ?? 0) + 1;
+                    }
+                    console.log(Object.entries(codes).sort().map(([code, n]) => `${code}=${n}`).join(" "));
+                    """, timeoutMs: 30_000)
+            ])
+        let lines = result.exited.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "INVALID_PARAMS true", "\(result)")
+        #expect(lines.last == "DENIED=6 TIMEOUT=64", "\(result)")
+        #expect(engine.invocations.count == 64, "only admitted calls reach the client")
+    }
+
     @Test("a result that breaks its schema, a client error and a client that never answers reach the code")
     func handlerFailures() throws {
         let (engine, space) = try Self.engine()

@@ -1363,23 +1363,15 @@ async function run(id: number, spec: RunSpec): Promise<void> {
 }
 
 function commonRun(req: any): Pick<RunSpec, "env" | "stdin" | "timeoutMs" | "outputBytes" | "token"> {
+  // In a space with capabilities, each run gets a token that attributes its programs' calls to it.
+  const token = capabilityManifest.length > 0 ? crypto.randomUUID() : undefined;
   const env = buildEnv(req);
-  let token: string | undefined;
-  if (capabilityManifest.length > 0) {
-    token = crypto.randomUUID();
-    return {
-      env: capabilityEnv(env, token),
-      stdin: optStr(req, "stdin"),
-      timeoutMs: int(req, "timeoutMs", 1),
-      outputBytes: int(req, "outputBytes"),
-      token,
-    };
-  }
   return {
-    env,
+    env: token === undefined ? env : capabilityEnv(env, token),
     stdin: optStr(req, "stdin"),
     timeoutMs: int(req, "timeoutMs", 1),
     outputBytes: int(req, "outputBytes"),
+    token,
   };
 }
 
